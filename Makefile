@@ -1,0 +1,43 @@
+# Everything a newcomer needs: `make demo` and `make test`. Each target installs what it uses.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export PENDO_EXPORTS ?= $(CURDIR)/data/exports
+export PENDO_WAREHOUSE ?= $(CURDIR)/data/pendo.duckdb
+
+.PHONY: install demo ui test lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet setuptools==80.9.0 wheel==0.45.1
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: pendo_assets/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp pendo_assets/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pendo_assets.demo
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Re-resolve the pinned environment from pyproject.toml (needs the package registries).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet -e ".[test]"
+	{ head -n 2 requirements.lock; .lockenv/bin/pip freeze --exclude-editable | grep -v '^pendo-datasync'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) data .dagster_home

@@ -1,0 +1,41 @@
+import pytest
+
+from pendo_assets.pendo.models import ManifestError
+from pendo_assets.pendo.paths import check_relative_name, export_folder
+from pendo_assets.pendo.tables import AppLocation
+from pendo_assets_tests.builders import export
+
+APP = AppLocation("1", "-323232")
+
+
+@pytest.mark.parametrize("name", ["allevents.avro", "2024-01-01/matchedEvents/Page/-x_Y.avro", "a-000.avro"])
+def test_plain_relative_names_are_accepted(name):
+    assert check_relative_name(name, "here") == name
+
+
+@pytest.mark.parametrize("name", ["", "../other/allevents.avro", "a/../../b.avro", "/etc/passwd", "./a.avro",
+                                  "gs://other-bucket/a.avro", "a//b.avro", "C:\\x.avro", "a\\..\\b"])
+def test_names_escaping_the_export_folder_are_refused(name):
+    with pytest.raises(ManifestError, match="here: file name"):
+        check_relative_name(name, "here")
+
+
+def test_export_folder_is_resolved_next_to_the_manifest():
+    assert export_folder(APP, export(4)) == "datasync/1/-323232/export4"
+
+
+@pytest.mark.parametrize("root_url", [
+    "gs://bucket/datasync/1/999/export4",
+    "gs://bucket/datasync/1/-323232/..",
+    "gs://bucket/datasync/1/-323232/sub/export4",
+])
+def test_root_url_pointing_elsewhere_is_refused(root_url):
+    entry = export(4)
+    entry = type(entry)(**{**entry.__dict__, "root_url": root_url})
+    with pytest.raises(ManifestError, match="export 4"):
+        export_folder(APP, entry)
+
+
+def test_root_url_in_another_bucket_is_refused_when_the_bucket_is_known():
+    with pytest.raises(ManifestError, match="names bucket 'bucket'"):
+        export_folder(APP, export(4), expected_bucket="customer-bucket")
