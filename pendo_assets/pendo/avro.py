@@ -1,0 +1,197 @@
+"""Stream an Avro object container file as Arrow record batches, typed from its writer schema.
+
+Columns are never hard-coded: every file's embedded writer schema decides them. Logical types
+`date` and `timestamp-millis/micros` become DATE and TIMESTAMP; nested values (records, arrays,
+maps, multi-type unions) are kept whole as JSON text, which every warehouse can query.
+`periodId` is always a DATE, whichever of Pendo's encodings a file uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, BinaryIO, Callable, Iterator
+
+import fastavro
+import pyarrow as pa
+
+PERIOD_COLUMN = "periodId"
+DEFAULT_BATCH_ROWS = 50_000
+
+_EPOCH = date(1970, 1, 1)
+_PRIMITIVES: dict[str, tuple[str, pa.DataType]] = {
+    "null": ("VARCHAR", pa.string()),
+    "boolean": ("BOOLEAN", pa.bool_()),
+    "int": ("INTEGER", pa.int32()),
+    "long": ("BIGINT", pa.int64()),
+    "float": ("FLOAT", pa.float32()),
+    "double": ("DOUBLE", pa.float64()),
+    "string": ("VARCHAR", pa.string()),
+    "bytes": ("BLOB", pa.binary()),
+    "fixed": ("BLOB", pa.binary()),
+    "enum": ("VARCHAR", pa.string()),
+}
+_LOGICAL: dict[tuple[str, str], tuple[str, pa.DataType]] = {
+    ("int", "date"): ("DATE", pa.date32()),
+    ("long", "timestamp-millis"): ("TIMESTAMP", pa.timestamp("ms")),
+    ("long", "timestamp-micros"): ("TIMESTAMP", pa.timestamp("us")),
+}
+_NESTED = ("record", "array", "map")
+
+
+class AvroReadError(Exception):
+    """A file that is missing, empty, truncated or corrupt; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A warehouse column: its Avro field name and a portable SQL type name."""
+
+    name: str
+    sql_type: str
+    arrow_type: pa.DataType
+
+
+@dataclass(frozen=True)
+class _Field:
+    column: Column
+    convert: Callable[[list[Any]], list[Any]] | None
+
+
+def columns_from_schema(schema: dict[str, Any], source: str) -> list[Column]:
+    return [f.column for f in _fields(schema, source)]
+
+
+def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS
+                 ) -> tuple[list[Column], Iterator[pa.RecordBatch]]:
+    """Open `fo` and return its columns plus a lazy iterator of record batches of at most `batch_rows`.
+
+    Only one batch of decoded rows is held at a time, whatever the file's size.
+    """
+    try:
+        reader = fastavro.reader(fo)
+        writer_schema = reader.writer_schema
+    except Exception as exc:
+        raise AvroReadError(f"{source}: not a readable Avro file ({_describe(exc)})") from None
+    fields = _fields(writer_schema, source)
+    schema = pa.schema([pa.field(f.column.name, f.column.arrow_type) for f in fields])
+    return [f.column for f in fields], _batches(reader, fields, schema, source, batch_rows)
+
+
+def _batches(reader: Any, fields: list[_Field], schema: pa.Schema, source: str,
+             batch_rows: int) -> Iterator[pa.RecordBatch]:
+    rows: list[dict[str, Any]] = []
+    position = 0
+    try:
+        for record in reader:
+            rows.append(record)
+            if len(rows) >= batch_rows:
+                yield _to_batch(rows, fields, schema, source, position)
+                position += len(rows)
+                rows = []
+    except AvroReadError:
+        raise
+    except Exception as exc:
+        raise AvroReadError(
+            f"{source}: unreadable after row {position + len(rows)} ({_describe(exc)}); "
+            "the file is truncated or corrupt") from None
+    if rows:
+        yield _to_batch(rows, fields, schema, source, position)
+
+
+def _to_batch(rows: list[dict[str, Any]], fields: list[_Field], schema: pa.Schema, source: str,
+              position: int) -> pa.RecordBatch:
+    arrays = []
+    for f in fields:
+        values = [r.get(f.column.name) for r in rows]
+        if f.convert:
+            try:
+                values = f.convert(values)
+            except ValueError as exc:
+                raise AvroReadError(f"{source}: field {f.column.name!r} near row {position}: {exc}") from None
+        arrays.append(pa.array(values, type=_storage_type(f.column.arrow_type)).cast(f.column.arrow_type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _storage_type(arrow_type: pa.DataType) -> pa.DataType:
+    """fastavro yields UTC-aware datetimes; Arrow takes them as such, then drops the zone (TIMESTAMP is UTC)."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+        return pa.timestamp(arrow_type.unit, tz="UTC")
+    return arrow_type
+
+
+def _fields(schema: dict[str, Any], source: str) -> list[_Field]:
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise AvroReadError(f"{source}: the writer schema is not a record, so it has no columns")
+    seen: set[str] = set()
+    fields = []
+    for field in schema["fields"]:
+        name = field["name"]
+        if name.lower() in seen:
+            raise AvroReadError(f"{source}: field {name!r} appears twice (names are case-insensitive)")
+        seen.add(name.lower())
+        fields.append(_PERIOD_FIELD if name == PERIOD_COLUMN else _field_for(name, field["type"]))
+    return fields
+
+
+def _field_for(name: str, avro_type: Any) -> _Field:
+    avro_type = _non_null(avro_type)
+    if isinstance(avro_type, list) or _type_name(avro_type) in _NESTED:
+        return _Field(Column(name, "JSON", pa.string()), _to_json)
+    base = _type_name(avro_type)
+    logical = avro_type.get("logicalType") if isinstance(avro_type, dict) else None
+    if (base, logical) in _LOGICAL:
+        sql_type, arrow_type = _LOGICAL[(base, logical)]
+        return _Field(Column(name, sql_type, arrow_type), None)
+    if logical == "decimal":
+        return _Field(Column(name, "DOUBLE", pa.float64()), _to_float)
+    sql_type, arrow_type = _PRIMITIVES.get(base, ("JSON", pa.string()))
+    return _Field(Column(name, sql_type, arrow_type), _to_json if sql_type == "JSON" else None)
+
+
+def _non_null(avro_type: Any) -> Any:
+    """`["null", T]` is a nullable T; any other union stays a list."""
+    if isinstance(avro_type, list):
+        rest = [t for t in avro_type if t != "null"]
+        return rest[0] if len(rest) == 1 else (rest or "null")
+    return avro_type
+
+
+def _type_name(avro_type: Any) -> str:
+    if isinstance(avro_type, dict):
+        return avro_type["type"] if isinstance(avro_type["type"], str) else "record"
+    return avro_type if isinstance(avro_type, str) else "union"
+
+
+def _to_json(values: list[Any]) -> list[Any]:
+    return [None if v is None else json.dumps(v, ensure_ascii=False, default=str, sort_keys=True) for v in values]
+
+
+def _to_float(values: list[Any]) -> list[Any]:
+    return [None if v is None else float(v) for v in values]
+
+
+def _period_dates(values: list[Any]) -> list[Any]:
+    """Dates from any of Pendo's periodId encodings: date, days since epoch, yyyymmdd, or ISO text."""
+    dates = []
+    for v in values:
+        if v is None or isinstance(v, date):
+            dates.append(v)
+        elif isinstance(v, int) and v < 10_000_000:
+            dates.append(date.fromordinal(_EPOCH.toordinal() + v))
+        elif isinstance(v, int):
+            dates.append(date(v // 10000, v // 100 % 100, v % 100))
+        elif isinstance(v, str):
+            dates.append(date.fromisoformat(v.split("T", 1)[0]))
+        else:
+            raise ValueError(f"periodId {v!r} is not a date")
+    return dates
+
+
+_PERIOD_FIELD = _Field(Column(PERIOD_COLUMN, "DATE", pa.date32()), _period_dates)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -1,0 +1,137 @@
+"""The embedded default warehouse: one DuckDB file."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from pendo_assets.pendo.avro import Column
+from pendo_assets.warehouse.base import SchemaConflict, column_fits
+from pendo_assets.warehouse.sql import qualified, quote_ident
+
+# DuckDB lets one process write a file at a time. Dagster's pool serialises our own runs, so a lock
+# held elsewhere (a second CLI, a notebook) is waited for, then reported plainly.
+LOCK_WAIT_SECONDS = 120.0
+
+
+class WarehouseLocked(RuntimeError):
+    pass
+
+
+class DuckDBWarehouse:
+    def __init__(self, path: str | Path, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
+        self.path = Path(path).resolve()
+        self.url = f"duckdb:///{self.path}"
+        self.lock_wait_seconds = lock_wait_seconds
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WarehouseLocked(
+                        f"{self.path} is locked by another process ({exc}). Close other programs using "
+                        "this DuckDB file (a notebook, a second sync) and retry.") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    @contextmanager
+    def session(self) -> Iterator["DuckDBSession"]:
+        conn = self.connect()
+        try:
+            conn.begin()
+            try:
+                yield DuckDBSession(conn)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            conn.close()
+
+
+class DuckDBSession:
+    def __init__(self, conn: duckdb.DuckDBPyConnection):
+        self.conn = conn
+
+    def table_columns(self, schema: str, table: str) -> dict[str, str] | None:
+        rows = self.conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", [schema, table]).fetchall()
+        return {name: data_type for name, data_type in rows} or None
+
+    def ensure_table(self, schema: str, table: str, columns: Sequence[Column], source: str) -> list[str]:
+        existing = self.table_columns(schema, table)
+        if existing is None:
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            spec = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in columns)
+            self.conn.execute(f"CREATE TABLE {qualified(schema, table)} ({spec})")
+            return []
+        by_lower = {name.lower(): (name, data_type) for name, data_type in existing.items()}
+        added = []
+        for column in columns:
+            if column.name.lower() not in by_lower:
+                self.conn.execute(f"ALTER TABLE {qualified(schema, table)} "
+                                  f"ADD COLUMN {quote_ident(column.name)} {column.sql_type}")
+                added.append(column.name)
+                continue
+            name, table_type = by_lower[column.name.lower()]
+            if not column_fits(column.sql_type, table_type):
+                raise SchemaConflict(
+                    f"{source}: field {column.name!r} is {column.sql_type} in this file, but column "
+                    f"{schema}.{table}.{name} is {table_type}; refusing to coerce it. Check the export, "
+                    "or migrate the column's type deliberately before reloading.")
+        return added
+
+    def insert(self, schema: str, table: str, batch: pa.RecordBatch | pa.Table) -> int:
+        if batch.num_rows == 0:
+            return 0
+        columns = ", ".join(quote_ident(name) for name in batch.schema.names)
+        self.conn.register("_pendo_batch", batch)
+        try:
+            self.conn.execute(f"INSERT INTO {qualified(schema, table)} ({columns}) "
+                              f"SELECT {columns} FROM _pendo_batch")
+        finally:
+            self.conn.unregister("_pendo_batch")
+        return batch.num_rows
+
+    def delete(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
+        clause, params = _where(where)
+        return self.conn.execute(f"DELETE FROM {qualified(schema, table)}{clause}", params).fetchone()[0]
+
+    def count(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
+        clause, params = _where(where)
+        return self.conn.execute(f"SELECT count(*) FROM {qualified(schema, table)}{clause}", params).fetchone()[0]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.conn.execute(sql, list(params)).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, list(params))
+
+
+def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    terms, params = [], []
+    for column, value in where.items():
+        if value == ():
+            terms.append("FALSE")
+        elif isinstance(value, tuple):
+            terms.append(f"{quote_ident(column)} IN ({', '.join('?' for _ in value)})")
+            params.extend(value)
+        elif value is None:
+            terms.append(f"{quote_ident(column)} IS NULL")
+        else:
+            terms.append(f"{quote_ident(column)} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params

@@ -1,0 +1,109 @@
+import io
+from datetime import date, datetime, timezone
+
+import fastavro
+import pytest
+
+from pendo_assets.pendo.avro import AvroReadError, read_batches
+
+TS = {"type": "long", "logicalType": "timestamp-millis"}
+SCHEMA = {
+    "type": "record", "name": "Event", "namespace": "test",
+    "fields": [
+        {"name": "periodId", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "browserTimestamp", "type": TS},
+        {"name": "micros", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}], "default": None},
+        {"name": "eventId", "type": "string"},
+        {"name": "accountId", "type": ["null", "string"], "default": None},
+        {"name": "latitude", "type": ["null", "double"], "default": None},
+        {"name": "count", "type": "int"},
+        {"name": "flag", "type": "boolean"},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+        {"name": "properties", "type": ["null", {"type": "map", "values": "string"}], "default": None},
+        {"name": "location", "type": ["null", {"type": "record", "name": "Loc",
+                                                "fields": [{"name": "city", "type": "string"}]}], "default": None},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "either", "type": ["null", "string", "long"], "default": None},
+    ],
+}
+
+
+def record(i):
+    return {
+        "periodId": date(2024, 4, 7), "browserTimestamp": datetime(2024, 4, 7, 23, 59, 59, 999000, timezone.utc),
+        "micros": datetime(2024, 4, 7, 0, 0, 0, 1, timezone.utc) if i % 2 else None,
+        "eventId": f"e{i}", "accountId": None if i % 3 == 0 else f"acc-ü-{i}", "latitude": 1.5 if i % 2 else None,
+        "count": i, "flag": i % 2 == 0, "kind": "B", "properties": {"k": "日本"} if i % 2 else None,
+        "location": {"city": "Zürich"} if i % 4 == 0 else None, "tags": ["x", str(i)], "either": i if i % 5 == 0 else None,
+    }
+
+
+def avro_bytes(records, codec="deflate", schema=SCHEMA, sync_interval=16000):
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, schema, records, codec=codec, sync_interval=sync_interval)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy"])
+def test_rows_and_types_match_fastavro(codec):
+    raw = avro_bytes([record(i) for i in range(250)], codec=codec, sync_interval=500)
+    columns, batches = read_batches(io.BytesIO(raw), "mem.avro", batch_rows=64)
+    types = {c.name: c.sql_type for c in columns}
+    assert types == {"periodId": "DATE", "browserTimestamp": "TIMESTAMP", "micros": "TIMESTAMP", "eventId": "VARCHAR",
+                     "accountId": "VARCHAR", "latitude": "DOUBLE", "count": "INTEGER", "flag": "BOOLEAN",
+                     "kind": "VARCHAR", "properties": "JSON", "location": "JSON", "tags": "JSON", "either": "JSON"}
+    batches = list(batches)
+    assert [b.num_rows for b in batches] == [64, 64, 64, 58]
+    rows = [row for b in batches for row in b.to_pylist()]
+    expected = list(fastavro.reader(io.BytesIO(raw)))
+    assert len(rows) == len(expected) == 250
+    for got, want in zip(rows, expected):
+        assert got["periodId"] == want["periodId"]
+        assert got["browserTimestamp"] == want["browserTimestamp"].replace(tzinfo=None)
+        assert got["micros"] == (want["micros"].replace(tzinfo=None) if want["micros"] else None)
+        for name in ("eventId", "accountId", "latitude", "count", "flag", "kind"):
+            assert got[name] == want[name]
+    assert rows[1]["properties"] == '{"k": "日本"}'
+    assert rows[0]["location"] == '{"city": "Zürich"}' and rows[1]["location"] is None
+    assert rows[5]["either"] == "5" and rows[0]["tags"] == '["x", "0"]'
+
+
+@pytest.mark.parametrize("encoding, values", [
+    ("int", [19820, 19821]),
+    ("yyyymmdd", [20240407, 20240408]),
+    ("string", ["2024-04-07", "2024-04-08T00:00:00Z"]),
+])
+def test_every_period_id_encoding_becomes_a_date(encoding, values):
+    avro_type = {"int": "int", "yyyymmdd": "int", "string": "string"}[encoding]
+    schema = {"type": "record", "name": "R", "fields": [{"name": "periodId", "type": avro_type}]}
+    columns, batches = read_batches(io.BytesIO(avro_bytes([{"periodId": v} for v in values], schema=schema)), "f")
+    assert columns[0].sql_type == "DATE"
+    days = [r["periodId"] for b in batches for r in b.to_pylist()]
+    assert days == ([date(2024, 4, 7), date(2024, 4, 8)] if encoding != "int" else
+                    [date(2024, 4, 7), date(2024, 4, 8)])
+
+
+def test_zero_row_file_has_columns_and_no_batches():
+    columns, batches = read_batches(io.BytesIO(avro_bytes([])), "empty-rows.avro")
+    assert len(columns) == len(SCHEMA["fields"]) and list(batches) == []
+
+
+def test_empty_file_is_refused_naming_it():
+    with pytest.raises(AvroReadError, match="zero.avro: not a readable Avro file"):
+        read_batches(io.BytesIO(b""), "zero.avro")
+
+
+def test_truncated_file_is_refused_naming_it():
+    raw = avro_bytes([record(i) for i in range(2000)], sync_interval=2000)
+    _, batches = read_batches(io.BytesIO(raw[: len(raw) * 2 // 3]), "cut.avro", batch_rows=100)
+    with pytest.raises(AvroReadError, match="cut.avro: unreadable after row .* truncated or corrupt"):
+        list(batches)
+
+
+def test_corrupt_block_is_refused_naming_it():
+    raw = bytearray(avro_bytes([record(i) for i in range(2000)], sync_interval=2000))
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = b"\xff" * 64
+    _, batches = read_batches(io.BytesIO(bytes(raw)), "bad.avro", batch_rows=100)
+    with pytest.raises(AvroReadError, match="bad.avro"):
+        list(batches)

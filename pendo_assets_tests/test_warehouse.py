@@ -1,0 +1,110 @@
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from pendo_assets.pendo.avro import Column
+from pendo_assets.pendo.models import ExportManifest
+from pendo_assets.pendo.plan import plan_day, plan_definitions
+from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
+from pendo_assets.warehouse.base import SchemaConflict
+from pendo_assets.warehouse.bookkeeping import exports_for_day, exports_with_definitions, record_manifest
+from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.sql import quote_ident
+from pendo_assets_tests.builders import export, matched, period
+
+APP = AppLocation("5123", "-323232")
+P = date(2024, 4, 7)
+COLUMNS = [Column("periodId", "DATE", pa.date32()), Column("eventId", "VARCHAR", pa.string())]
+
+
+def batch(day, *ids, extra=None):
+    data = {"periodId": pa.array([day] * len(ids), pa.date32()), "eventId": pa.array(ids, pa.string())}
+    if extra:
+        data[extra] = pa.array(["x"] * len(ids), pa.string())
+    return pa.RecordBatch.from_pydict(data)
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    return DuckDBWarehouse(tmp_path / "w.duckdb")
+
+
+def test_quote_ident_escapes_quotes_and_refuses_empty():
+    assert quote_ident('we"ird') == '"we""ird"'
+    with pytest.raises(ValueError):
+        quote_ident("")
+
+
+def test_tables_are_created_from_columns_and_grow_new_nullable_columns(warehouse):
+    with warehouse.session() as s:
+        assert s.ensure_table(APP.schema_name, "ALLEVENTS", COLUMNS, "f1") == []
+        s.insert(APP.schema_name, "ALLEVENTS", batch(P, "a", "b"))
+        added = s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("sessionId", "VARCHAR", pa.string())],
+                               "f2")
+        s.insert(APP.schema_name, "ALLEVENTS", batch(P, "c", extra="sessionId"))
+    assert added == ["sessionId"]
+    with warehouse.session() as s:
+        rows = s.query(f'SELECT "eventId", "sessionId" FROM "{APP.schema_name}"."ALLEVENTS" ORDER BY 1')
+    assert rows == [("a", None), ("b", None), ("c", "x")]
+
+
+def test_an_incompatible_type_change_is_refused_naming_file_and_field(warehouse):
+    with warehouse.session() as s:
+        s.ensure_table(APP.schema_name, "ALLEVENTS", COLUMNS, "f1")
+    with pytest.raises(SchemaConflict, match="f2: field 'eventId' is BIGINT"):
+        with warehouse.session() as s:
+            s.ensure_table(APP.schema_name, "ALLEVENTS", [COLUMNS[0], Column("eventId", "BIGINT", pa.int64())], "f2")
+
+
+def test_a_failed_session_leaves_the_previous_state(warehouse):
+    with warehouse.session() as s:
+        s.ensure_table(APP.schema_name, "ALLEVENTS", COLUMNS, "f1")
+        s.insert(APP.schema_name, "ALLEVENTS", batch(P, "a", "b"))
+    with pytest.raises(RuntimeError):
+        with warehouse.session() as s:
+            assert s.delete(APP.schema_name, "ALLEVENTS", {"periodId": P}) == 2
+            s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("late", "VARCHAR", pa.string())], "f2")
+            s.insert(APP.schema_name, "ALLEVENTS", batch(P, "c", extra="late"))
+            raise RuntimeError("crash before commit")
+    with warehouse.session() as s:
+        assert s.count(APP.schema_name, "ALLEVENTS", {"periodId": P}) == 2
+        assert list(s.table_columns(APP.schema_name, "ALLEVENTS")) == ["periodId", "eventId"]
+
+
+def test_delete_with_in_lists_and_empty_lists(warehouse):
+    with warehouse.session() as s:
+        s.ensure_table(APP.schema_name, "T", COLUMNS, "f")
+        s.insert(APP.schema_name, "T", batch(P, "a", "b", "c"))
+        assert s.delete(APP.schema_name, "T", {"eventId": ()}) == 0
+        assert s.delete(APP.schema_name, "T", {"eventId": ("a", "c")}) == 2
+        assert s.count(APP.schema_name, "T", {}) == 1
+
+
+def test_catalog_keeps_exports_after_they_rotate_out_of_the_manifest(warehouse):
+    first = export(1, period(P, 10, matched("Page/a", 3)))
+    retro = export(2, period(P, None, matched("Page/a", 0)), retro=True, definitions=(DefinitionTable.PAGES,))
+    later = export(40, period(date(2024, 5, 20), 7))
+    folders = {1: "datasync/5123/-323232/export1", 2: "datasync/5123/-323232/export2",
+               40: "datasync/5123/-323232/export40"}
+    with warehouse.session() as s:
+        assert record_manifest(s, APP, ExportManifest((first, retro)), folders, "run-1") == [1, 2]
+    with warehouse.session() as s:
+        assert record_manifest(s, APP, ExportManifest((retro, later)), folders, "run-2") == [40]
+        assert record_manifest(s, APP, ExportManifest((retro, later)), folders, "run-3") == []
+        cataloged = exports_for_day(s, APP, P)
+        with_definitions = exports_with_definitions(s, APP)
+    assert [e.counter for e in cataloged] == [1, 2]
+    assert plan_day(cataloged, P) == plan_day([first, retro, later], P)
+    assert plan_definitions(with_definitions) == plan_definitions([first, retro, later])
+    assert plan_day(cataloged, P).tables[EventTable.MATCHEDPAGEEVENTS].slices == ()
+
+
+def test_a_rewritten_manifest_entry_replaces_the_cataloged_one(warehouse):
+    original = export(1, period(P, 10))
+    rewritten = export(1, period(P, 12))
+    with warehouse.session() as s:
+        record_manifest(s, APP, ExportManifest((original,)), {1: "datasync/5123/-323232/a"}, "run-1")
+        assert record_manifest(s, APP, ExportManifest((rewritten,)), {1: "datasync/5123/-323232/b"}, "run-2") == [1]
+        (entry,) = exports_for_day(s, APP, P)
+    assert entry.bom.periods[0].all_events.event_count == 12
