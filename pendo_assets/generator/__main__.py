@@ -1,0 +1,5 @@
+import sys
+
+from pendo_assets.generator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""Avro writer schemas of the export files."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import fastavro
+
+NAMESPACE = "io.pendo.synthetic"
+TIMESTAMP_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
+DATE = {"type": "int", "logicalType": "date"}
+
+EVENT_FIELDS = (
+    ("periodId", DATE, False),
+    ("browserTimestamp", TIMESTAMP_MILLIS, False),
+    ("eventId", "string", False),
+    ("visitorId", "string", False),
+    ("accountId", "string", True),
+    ("oldVisitorId", "string", True),
+    ("eventType", "string", False),
+    ("eventSource", "string", True),
+    ("url", "string", True),
+    ("title", "string", True),
+    ("elementPath", "string", True),
+    ("userAgent", "string", True),
+    ("browser", "string", True),
+    ("language", "string", True),
+    ("remoteIp", "string", True),
+    ("country", "string", True),
+    ("region", "string", True),
+    ("latitude", "double", True),
+    ("longitude", "double", True),
+    ("version", "string", True),
+    ("guideId", "string", True),
+    ("guideStepId", "string", True),
+    ("destinationStepId", "string", True),
+    ("pollId", "string", True),
+    ("pollResponse", "string", True),
+    ("propertiesJson", "string", True),
+)
+DRIFT_FIELDS = (("sessionId", "string", True),)
+MATCHED_FIELDS = (("matchableId", "string", False), ("lastUpdatedAt", TIMESTAMP_MILLIS, True))
+
+DEFINITION_LIFECYCLE_FIELDS = (
+    ("name", "string", False),
+    ("appId", "long", False),
+    ("createdAt", TIMESTAMP_MILLIS, False),
+    ("lastUpdatedAt", TIMESTAMP_MILLIS, False),
+    ("rulesUpdatedAt", TIMESTAMP_MILLIS, True),
+    ("deletedAt", TIMESTAMP_MILLIS, True),
+    ("softDeleteMethod", "int", True),
+)
+PAGE_FIELDS = (("pageId", "string", False), *DEFINITION_LIFECYCLE_FIELDS,
+               ("rules", "string", True), ("group", "string", True))
+FEATURE_FIELDS = (("featureId", "string", False), *PAGE_FIELDS[1:], ("pageId", "string", True))
+TRACK_TYPE_FIELDS = (("trackTypeId", "string", False), *DEFINITION_LIFECYCLE_FIELDS,
+                     ("eventName", "string", True))
+GUIDE_FIELDS = (
+    ("guideId", "string", False),
+    ("name", "string", False),
+    ("appId", "long", False),
+    ("createdAt", TIMESTAMP_MILLIS, False),
+    ("lastUpdatedAt", TIMESTAMP_MILLIS, False),
+    ("state", "string", False),
+    ("launchMethod", "string", True),
+    ("isMultiStep", "boolean", False),
+    ("steps", "string", True),
+)
+DEFINITION_FIELDS = {"Page": PAGE_FIELDS, "Feature": FEATURE_FIELDS, "TrackType": TRACK_TYPE_FIELDS,
+                     "Guide": GUIDE_FIELDS}
+
+
+def _record_schema(name: str, fields: tuple) -> dict:
+    return fastavro.parse_schema({
+        "type": "record",
+        "name": name,
+        "namespace": NAMESPACE,
+        "fields": [_field(*field) for field in fields],
+    })
+
+
+def _field(name: str, avro_type: object, nullable: bool) -> dict:
+    if nullable:
+        return {"name": name, "type": ["null", avro_type], "default": None}
+    return {"name": name, "type": avro_type}
+
+
+@cache
+def event_schema(matched: bool, with_session_id: bool) -> dict:
+    fields = EVENT_FIELDS + (DRIFT_FIELDS if with_session_id else ()) + (MATCHED_FIELDS if matched else ())
+    return _record_schema("MatchedEvent" if matched else "Event", fields)
+
+
+@cache
+def definition_schema(object_type: str) -> dict:
+    return _record_schema(f"{object_type}Definition", DEFINITION_FIELDS[object_type])
