@@ -102,7 +102,7 @@ def test_definitions_are_the_latest_snapshot_upserted_by_later_retroactive_files
     ])
     assert plans[DefinitionTable.PAGES].snapshot.counter == 3 and plans[DefinitionTable.PAGES].upserts == ()
     assert [u.counter for u in plans[DefinitionTable.FEATURES].upserts] == [4, 5]
-    assert plans[DefinitionTable.FEATURES].touched_by == (3, 4, 5)
+    assert plans[DefinitionTable.FEATURES].touched_by == (1, 3, 4, 5)
 
 
 def test_definitions_from_retroactive_exports_only_are_upserts_onto_nothing():

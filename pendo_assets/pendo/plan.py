@@ -73,11 +73,7 @@ class DefinitionPlan:
     table: DefinitionTable
     snapshot: DefinitionSource | None
     upserts: tuple[DefinitionSource, ...]
-
-    @property
-    def touched_by(self) -> tuple[int, ...]:
-        sources = ([self.snapshot] if self.snapshot else []) + list(self.upserts)
-        return tuple(s.counter for s in sources)
+    touched_by: tuple[int, ...]
 
 
 def plan_day(exports: Iterable[ExportEntry], day: date) -> DayPlan:
@@ -127,7 +123,8 @@ def plan_definitions(exports: Iterable[ExportEntry]) -> dict[DefinitionTable, De
             snapshot = DefinitionSource(entry, entry.counter, entry.bom.definition_files[table])
         later = carrying[(snapshot_at + 1) if snapshot_at is not None else 0:]
         plans[table] = DefinitionPlan(table, snapshot, tuple(
-            DefinitionSource(e, e.counter, e.bom.definition_files[table]) for e in later))
+            DefinitionSource(e, e.counter, e.bom.definition_files[table]) for e in later),
+            touched_by=tuple(e.counter for e in carrying))
     return plans
 
 
