@@ -1,0 +1,144 @@
+"""Per-app assets: the definition tables, the daily event tables, and their count checks.
+
+One factory builds everything for an app, so each app reads as its own group in the lineage graph:
+the Pendo export (an external source) feeds the definition tables and the daily event tables.
+Event tables of one day are loaded by one step, in one warehouse transaction; each table's
+partitioned, blocking check compares its rows with the bill of materials right after.
+"""
+
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+
+from pendo_assets.defs.resources import ExportStoreResource, WarehouseResource
+from pendo_assets.loading.loader import TableLoad, count_table_day, load_day, load_definitions
+from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
+
+WAREHOUSE_POOL = "pendo_warehouse"
+COUNT_CHECK = "eventcount_matches_bom"
+LOADED_COUNTERS = "pendo/export_counters"
+
+_EVENT_DESCRIPTIONS = {
+    EventTable.ALLEVENTS: "Every raw event of the day, including guide events and events no rule matches.",
+    EventTable.MATCHEDPAGEEVENTS: "Events matched by a Page rule; `matchableId` is the page id.",
+    EventTable.MATCHEDFEATUREEVENTS: "Events matched by a Feature rule; `matchableId` is the feature id.",
+    EventTable.MATCHEDTRACKTYPEEVENTS: "Track events matched by a Track Type; `matchableId` is the track type id.",
+}
+_DEFINITION_DESCRIPTIONS = {
+    DefinitionTable.PAGES: "Page definitions (rules, soft deletes); join MATCHEDPAGEEVENTS on pageId = matchableId.",
+    DefinitionTable.FEATURES: "Feature definitions; join MATCHEDFEATUREEVENTS on featureId = matchableId.",
+    DefinitionTable.TRACKTYPES: "Track Type definitions; join MATCHEDTRACKTYPEEVENTS on trackTypeId = matchableId.",
+    DefinitionTable.GUIDES: "Guide definitions; join ALLEVENTS on guideId.",
+}
+
+
+def app_key_prefix(app: AppLocation) -> str:
+    """Asset keys allow only letters, digits and `_`, so a leading minus (app `-323232`) reads `m`."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"sub_{app.subscription_id}_app_{app.application_id}".replace("-", "m"))
+
+
+@dataclass(frozen=True)
+class AppAssets:
+    app: AppLocation
+    source: dg.AssetSpec
+    definitions: dg.AssetsDefinition
+    events: dg.AssetsDefinition
+
+    @property
+    def prefix(self) -> str:
+        return app_key_prefix(self.app)
+
+    def event_key(self, table: EventTable) -> dg.AssetKey:
+        return dg.AssetKey([self.prefix, table.value.lower()])
+
+    def definition_key(self, table: DefinitionTable) -> dg.AssetKey:
+        return dg.AssetKey([self.prefix, table.table_name.lower()])
+
+
+def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition) -> AppAssets:
+    prefix = app_key_prefix(app)
+    source = dg.AssetSpec(
+        key=dg.AssetKey([prefix, "pendo_export"]), group_name=prefix, kinds={"pendo"},
+        description=f"Pendo Data Sync exports of {app.label}: `{app.manifest_path}` and its export folders.",
+        metadata={"pendo/subscription_id": app.subscription_id, "pendo/application_id": app.application_id})
+    event_keys = {table: dg.AssetKey([prefix, table.value.lower()]) for table in EventTable}
+    definition_keys = {table: dg.AssetKey([prefix, table.table_name.lower()]) for table in DefinitionTable}
+    event_by_key = {key: table for table, key in event_keys.items()}
+    definition_by_key = {key: table for table, key in definition_keys.items()}
+
+    @dg.multi_asset(
+        name=f"{prefix}_definitions",
+        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"},
+                            description=_DEFINITION_DESCRIPTIONS[table],
+                            metadata={"dagster/table_name": f"{app.schema_name}.{table.table_name}"})
+               for table, key in definition_keys.items()],
+        can_subset=True, pool=WAREHOUSE_POOL,
+        description=f"Definition tables of {app.label}: the latest full snapshot plus later retroactive upserts.",
+    )
+    def definitions(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
+        tables = [definition_by_key[k] for k in context.selected_asset_keys]
+        results = load_definitions(exports.open(), warehouse.open(), app, tables, context.run.run_id, context.log.info)
+        for table in tables:
+            yield dg.MaterializeResult(asset_key=definition_keys[table], metadata=_table_metadata(results[table]))
+
+    @dg.multi_asset(
+        name=f"{prefix}_events",
+        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"},
+                            description=_EVENT_DESCRIPTIONS[table],
+                            metadata={"dagster/table_name": f"{app.schema_name}.{table.value}"})
+               for table, key in event_keys.items()],
+        check_specs=[dg.AssetCheckSpec(COUNT_CHECK, asset=key, blocking=True, partitions_def=partitions,
+                                       description="Rows of the day equal the bill of materials' eventCount "
+                                                   "(in total and per matchable).")
+                     for key in event_keys.values()],
+        partitions_def=partitions, can_subset=True, pool=WAREHOUSE_POOL,
+        description=f"Daily event tables of {app.label}, one periodId day per partition, replaced in one transaction.",
+    )
+    def events(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
+        day = date.fromisoformat(context.partition_key)
+        tables = [event_by_key[k] for k in context.selected_asset_keys]
+        store, target = exports.open(), warehouse.open()
+        results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info)
+        with target.session() as session:
+            counts = {table: count_table_day(session, app, table, day) for table in tables}
+        for table in tables:
+            result = results[table]
+            actual, per_matchable = counts[table]
+            yield dg.MaterializeResult(asset_key=event_keys[table],
+                                       metadata={**_table_metadata(result), "dagster/row_count": actual})
+            yield count_check_result(event_keys[table], result, actual, per_matchable)
+
+    return AppAssets(app, source, definitions, events)
+
+
+def count_check_result(key: dg.AssetKey, result: TableLoad, actual: int, per_matchable: dict[str, int]
+                       ) -> dg.AssetCheckResult:
+    expected = result.expected_rows
+    if expected is None:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=COUNT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"actual": actual, "reason": "the bill of materials gives no eventCount for this day"})
+    wrong = {m: (n, per_matchable.get(m, 0)) for m, n in result.expected_by_matchable.items()
+             if n is not None and per_matchable.get(m, 0) != n}
+    wrong.update({m: (0, n) for m, n in per_matchable.items() if m not in result.expected_by_matchable})
+    metadata = {"expected": expected, "actual": actual, "day": str(result.day),
+                "export_counters": ",".join(map(str, result.touched_by))}
+    if wrong:
+        metadata["matchables_off (expected, actual)"] = dg.MetadataValue.json(
+            {m: list(v) for m, v in sorted(wrong.items())[:50]})
+    return dg.AssetCheckResult(asset_key=key, check_name=COUNT_CHECK, passed=actual == expected and not wrong,
+                               metadata=metadata)
+
+
+def _table_metadata(result: TableLoad) -> dict[str, object]:
+    return {
+        "dagster/row_count": result.rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, data_type.lower()) for name, data_type in result.columns.items()]),
+        LOADED_COUNTERS: ",".join(map(str, result.touched_by)),
+        "files": result.files,
+        "added_columns": ", ".join(result.added_columns) or "none",
+    }

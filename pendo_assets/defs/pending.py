@@ -1,0 +1,108 @@
+"""Which (table, day) pairs new manifest entries affect and that are not loaded yet.
+
+Shared by the sensor and the headless `sync`, so both agree on what is left to do. "Loaded" is read
+from Dagster's own materialization history: each materialization records the export counters its
+plan included, so work done by `pendo-datasync sync` is not requested again by the sensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Iterable
+
+import dagster as dg
+
+from pendo_assets.defs.assets import LOADED_COUNTERS, AppAssets
+from pendo_assets.pendo.models import ExportEntry
+from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
+from pendo_assets.pendo.tables import DefinitionTable, EventTable
+
+
+@dataclass
+class DayWork:
+    tables: set[EventTable] = field(default_factory=set)
+    counters: set[int] = field(default_factory=set)
+
+
+@dataclass
+class PendingWork:
+    app_assets: AppAssets
+    definitions: dict[DefinitionTable, set[int]] = field(default_factory=dict)
+    days: dict[date, DayWork] = field(default_factory=dict)
+    outside_partitions: set[date] = field(default_factory=set)
+
+    @property
+    def definition_counters(self) -> list[int]:
+        return sorted({c for counters in self.definitions.values() for c in counters})
+
+    def run_requests(self) -> list[dg.RunRequest]:
+        app = self.app_assets.app
+        tags = {"pendo/subscription_id": app.subscription_id, "pendo/application_id": app.application_id}
+        requests = []
+        if self.definitions:
+            counters = "+".join(map(str, self.definition_counters))
+            requests.append(dg.RunRequest(
+                run_key=f"definitions@{counters}",
+                asset_selection=[self.app_assets.definition_key(t) for t in sorted(self.definitions, key=_order)],
+                tags={**tags, "pendo/export_counters": counters}))
+        for day in sorted(self.days):
+            work = self.days[day]
+            counters = "+".join(map(str, sorted(work.counters)))
+            requests.append(dg.RunRequest(
+                run_key=f"{day}@{counters}", partition_key=day.isoformat(),
+                asset_selection=[self.app_assets.event_key(t) for t in sorted(work.tables, key=list(EventTable).index)],
+                tags={**tags, "pendo/export_counters": counters}))
+        return requests
+
+
+def pending_work(app_assets: AppAssets, entries: Iterable[ExportEntry], partitions: dg.PartitionsDefinition,
+                 instance: dg.DagsterInstance) -> PendingWork:
+    work = PendingWork(app_assets)
+    loaded = _LoadedCounters(instance)
+    for entry in entries:
+        for table in definition_tables_touched(entry):
+            if entry.counter not in loaded.get(app_assets.definition_key(table), None):
+                work.definitions.setdefault(table, set()).add(entry.counter)
+        for day, tables in tables_touched(entry).items():
+            if not partitions.has_partition_key(day.isoformat()):
+                work.outside_partitions.add(day)
+                continue
+            for table in tables:
+                if entry.counter not in loaded.get(app_assets.event_key(table), day):
+                    day_work = work.days.setdefault(day, DayWork())
+                    day_work.tables.add(table)
+                    day_work.counters.add(entry.counter)
+    return work
+
+
+class _LoadedCounters:
+    """Export counters recorded by the latest materialization of each (asset, partition), fetched lazily."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
+        self.materialized: dict[dg.AssetKey, set[str]] = {}
+        self.cache: dict[tuple[dg.AssetKey, date | None], frozenset[int]] = {}
+
+    def get(self, key: dg.AssetKey, day: date | None) -> frozenset[int]:
+        if (key, day) not in self.cache:
+            self.cache[(key, day)] = self._fetch(key, day)
+        return self.cache[(key, day)]
+
+    def _fetch(self, key: dg.AssetKey, day: date | None) -> frozenset[int]:
+        if day is not None:
+            if key not in self.materialized:
+                self.materialized[key] = self.instance.get_materialized_partitions(key)
+            if day.isoformat() not in self.materialized[key]:
+                return frozenset()
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()] if day else None), limit=1).records
+        if not records:
+            return frozenset()
+        value = records[0].asset_materialization.metadata.get(LOADED_COUNTERS)
+        text = getattr(value, "value", "") or ""
+        return frozenset(int(c) for c in text.split(",") if c)
+
+
+def _order(table: DefinitionTable) -> int:
+    return list(DefinitionTable).index(table)

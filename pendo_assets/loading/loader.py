@@ -1,0 +1,259 @@
+"""Apply a day's (or the definitions') plan to the warehouse: one transaction, all or nothing.
+
+Every run first adds new manifest entries to the export catalog, then plans from the catalog, so a
+day can be rebuilt even after its export rotated out of Pendo's 30-day manifest. Before anything is
+deleted, every file the plan needs must exist; while loading, each slice's rows must equal the bill
+of materials' `eventCount` and carry the day's periodId. Any failure rolls the whole day back.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pendo_assets.pendo.avro import PERIOD_COLUMN, AvroReadError, Column, read_batches
+from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
+from pendo_assets.pendo.paths import export_file_path, export_folder
+from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
+from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
+from pendo_assets.stores.base import ExportStore, MissingExportFile
+from pendo_assets.warehouse.base import SchemaConflict, Warehouse, WarehouseSession
+from pendo_assets.warehouse.bookkeeping import (LoadLogRow, exports_for_day, exports_with_definitions,
+                                                record_manifest, write_load_log)
+
+MATCHABLE_COLUMN = "matchableId"
+PROGRESS_EVERY_ROWS = 500_000
+
+Progress = Callable[[str], None]
+
+
+class LoadError(Exception):
+    """A load that was refused or rolled back; the message names the app, export, day and file."""
+
+
+@dataclass
+class TableLoad:
+    table: str
+    day: date | None
+    rows: int
+    expected_rows: int | None
+    touched_by: tuple[int, ...]
+    expected_by_matchable: dict[str, int | None] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    added_columns: list[str] = field(default_factory=list)
+    files: int = 0
+
+
+def read_manifest(store: ExportStore, app: AppLocation) -> ExportManifest:
+    source = f"{store.url}/{app.manifest_path}"
+    try:
+        return parse_manifest(store.read_bytes(app.manifest_path), source)
+    except MissingExportFile as exc:
+        raise LoadError(f"{app.label}: {exc}") from None
+    except ManifestError as exc:
+        raise LoadError(f"{app.label}: {exc}. Nothing was loaded; fix or wait for the manifest.") from None
+
+
+def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: date,
+             tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None
+             ) -> dict[EventTable, TableLoad]:
+    manifest = read_manifest(store, app)
+    folders = _folders(store, app, manifest.exports)
+    tables = sorted(set(tables), key=list(EventTable).index)
+    with warehouse.session() as session:
+        record_manifest(session, app, manifest, folders, run_id)
+        cataloged = exports_for_day(session, app, day)
+        folders.update(_folders(store, app, cataloged))
+        plan = plan_day(cataloged, day)
+        _require_files(store, app, folders, [s for t in tables for s in plan.tables[t].slices])
+        results, log = {}, []
+        for table in tables:
+            results[table], table_log = _replace_table_day(session, store, app, folders, plan.tables[table],
+                                                           progress)
+            log.extend(table_log)
+        write_load_log(session, app, run_id, log)
+    return results
+
+
+def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
+                     tables: Iterable[DefinitionTable], run_id: str, progress: Progress = lambda _: None
+                     ) -> dict[DefinitionTable, TableLoad]:
+    manifest = read_manifest(store, app)
+    folders = _folders(store, app, manifest.exports)
+    with warehouse.session() as session:
+        record_manifest(session, app, manifest, folders, run_id)
+        cataloged = exports_with_definitions(session, app)
+        folders.update(_folders(store, app, cataloged))
+        plans = plan_definitions(cataloged)
+        results, log = {}, []
+        for table in tables:
+            results[table], table_log = _rebuild_definitions(session, store, app, folders, plans[table], progress)
+            log.extend(table_log)
+        write_load_log(session, app, run_id, log)
+    return results
+
+
+def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTable, day: date
+                    ) -> tuple[int, dict[str, int]]:
+    """Rows of a table-day, and for matched tables the rows per (bare) matchable id."""
+    columns = session.table_columns(app.schema_name, table.value)
+    if columns is None:
+        return 0, {}
+    total = session.count(app.schema_name, table.value, {PERIOD_COLUMN: day})
+    if not table.is_matched:
+        return total, {}
+    rows = session.query(
+        f'SELECT "{MATCHABLE_COLUMN}", count(*) FROM "{app.schema_name}"."{table.value}" '
+        f'WHERE "{PERIOD_COLUMN}" = ? GROUP BY 1', [day])
+    per_matchable: dict[str, int] = {}
+    for matchable_id, count in rows:
+        bare = str(matchable_id).split("/", 1)[-1]
+        per_matchable[bare] = per_matchable.get(bare, 0) + count
+    return total, per_matchable
+
+
+def _folders(store: ExportStore, app: AppLocation, entries: Iterable[ExportEntry]) -> dict[int, str]:
+    try:
+        return {e.counter: export_folder(app, e, store.bucket) for e in entries}
+    except ManifestError as exc:
+        raise LoadError(f"{exc}. Nothing was loaded.") from None
+
+
+def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str], slices: list[Slice]) -> None:
+    missing = []
+    for s in slices:
+        for name in s.files:
+            path = _file_path(app, folders, s.counter, name, s.describe())
+            if not store.exists(path):
+                missing.append(f"{store.url}/{path} ({s.describe()})")
+    if missing:
+        raise LoadError(
+            f"{app.label}: {len(missing)} listed file(s) missing, so nothing was deleted or loaded: "
+            + "; ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            + ". If Pendo is still uploading, the next sync will load it; otherwise ask Pendo to re-export.")
+
+
+def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
+                       plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
+    schema, table = app.schema_name, plan.table.value
+    result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by)
+    if session.table_columns(schema, table) is not None:
+        session.delete(schema, table, {PERIOD_COLUMN: plan.day})
+    log = []
+    for s in plan.slices:
+        if s.matchable_id is not None:
+            before = result.expected_by_matchable.get(s.matchable_id, 0)
+            result.expected_by_matchable[s.matchable_id] = (
+                None if before is None or s.event_count is None else before + s.event_count)
+        loaded = 0
+        for name in s.files:
+            path = _file_path(app, folders, s.counter, name, s.describe())
+            with _open_file(store, app, s.describe(), path) as (columns, batches, source):
+                if plan.table.is_matched and MATCHABLE_COLUMN not in {c.name for c in columns}:
+                    columns = [*columns, Column(MATCHABLE_COLUMN, "VARCHAR", pa.string())]
+                result.added_columns += _ensure_table(session, app, table, columns, source, s.describe())
+                for batch in batches:
+                    batch = _with_matchable(batch, s) if plan.table.is_matched else batch
+                    _require_day(batch, plan.day, app, s, source)
+                    loaded += session.insert(schema, table, batch)
+                    if loaded % PROGRESS_EVERY_ROWS < batch.num_rows and loaded >= PROGRESS_EVERY_ROWS:
+                        progress(f"{table} {plan.day}: {loaded:,} rows so far from {source}")
+            result.files += 1
+        if s.event_count is not None and loaded != s.event_count:
+            raise LoadError(
+                f"{app.label}, {s.describe()}: the bill of materials says eventCount={s.event_count} but the "
+                f"files hold {loaded} rows ({', '.join(s.files)}); the day was not changed.")
+        result.rows += loaded
+        log.append(LoadLogRow(table, plan.day, s.counter, s.matchable_id, s.files, s.event_count, loaded))
+    result.columns = session.table_columns(schema, table) or {}
+    progress(f"{table} {plan.day}: {result.rows:,} rows from {len(plan.slices)} slice(s), {result.files} file(s)")
+    return result, log
+
+
+def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
+                         plan: DefinitionPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
+    schema, table = app.schema_name, plan.table.table_name
+    result = TableLoad(table, None, 0, None, plan.touched_by)
+    if plan.snapshot is None and not plan.upserts:
+        result.columns = session.table_columns(schema, table) or {}
+        return result, []
+    if session.table_columns(schema, table) is not None:
+        session.delete(schema, table, {})
+    log = []
+    sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
+    for source_export in sources:
+        where = f"export {source_export.counter}, {table} definitions"
+        batches: list[pa.RecordBatch] = []
+        for name in source_export.files:
+            path = _file_path(app, folders, source_export.counter, name, where)
+            with _open_file(store, app, where, path) as (columns, file_batches, source):
+                result.added_columns += _ensure_table(session, app, table, columns, source, where)
+                batches.extend(file_batches)
+            result.files += 1
+        if source_export is not plan.snapshot:
+            id_column = _id_column(plan.table, batches)
+            ids = tuple({v for b in batches for v in b.column(id_column).to_pylist() if v is not None})
+            session.delete(schema, table, {id_column: ids})
+        loaded = sum(session.insert(schema, table, b) for b in batches)
+        log.append(LoadLogRow(table, None, source_export.counter, None, source_export.files, None, loaded))
+    result.rows = session.count(schema, table, {})
+    result.columns = session.table_columns(schema, table) or {}
+    progress(f"{table}: {result.rows:,} definitions from exports {list(plan.touched_by)}")
+    return result, log
+
+
+@contextmanager
+def _open_file(store: ExportStore, app: AppLocation, where: str, path: str
+               ) -> Iterator[tuple[list[Column], Iterator[pa.RecordBatch], str]]:
+    """Open one listed file; read errors anywhere in the block are reported with app, export and day."""
+    source = f"{store.url}/{path}"
+    try:
+        with store.open(path) as fo:
+            columns, batches = read_batches(fo, source)
+            yield columns, batches, source
+    except (AvroReadError, MissingExportFile) as exc:
+        raise LoadError(f"{app.label}, {where}: {exc}. The day was not changed.") from None
+
+
+def _ensure_table(session: WarehouseSession, app: AppLocation, table: str, columns: list[Column], source: str,
+                  where: str) -> list[str]:
+    try:
+        return session.ensure_table(app.schema_name, table, columns, source)
+    except SchemaConflict as exc:
+        raise LoadError(f"{app.label}, {where}: {exc}") from None
+
+
+def _file_path(app: AppLocation, folders: dict[int, str], counter: int, name: str, where: str) -> str:
+    try:
+        return export_file_path(folders[counter], name, f"{app.label}, {where}")
+    except ManifestError as exc:
+        raise LoadError(f"{exc}. Nothing was loaded.") from None
+
+
+def _with_matchable(batch: pa.RecordBatch, s: Slice) -> pa.RecordBatch:
+    if MATCHABLE_COLUMN in batch.schema.names:
+        return batch
+    return batch.append_column(MATCHABLE_COLUMN, pa.array([s.matchable_id] * batch.num_rows, pa.string()))
+
+
+def _require_day(batch: pa.RecordBatch, day: date, app: AppLocation, s: Slice, source: str) -> None:
+    if PERIOD_COLUMN not in batch.schema.names:
+        raise LoadError(f"{app.label}, {s.describe()}: {source} has no {PERIOD_COLUMN} column")
+    wrong = pc.sum(pc.not_equal(batch.column(PERIOD_COLUMN), pa.scalar(day, pa.date32()))).as_py() or 0
+    nulls = batch.column(PERIOD_COLUMN).null_count
+    if wrong or nulls:
+        raise LoadError(f"{app.label}, {s.describe()}: {source} holds {wrong + nulls} row(s) whose {PERIOD_COLUMN} "
+                        f"is not {day}; the day was not changed.")
+
+
+def _id_column(table: DefinitionTable, batches: list[pa.RecordBatch]) -> str:
+    names = {n for b in batches for n in b.schema.names}
+    for candidate in (table.id_column, "id"):
+        if candidate in names:
+            return candidate
+    raise LoadError(f"{table.table_name} definition files have neither {table.id_column!r} nor 'id' column")

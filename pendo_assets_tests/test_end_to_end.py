@@ -1,0 +1,133 @@
+"""The real sensor tick and the real runs it requests, on generated exports, then the warehouse read back.
+
+The oracle is the generator's own world model (what Pendo's exports mean), never the loader's plan.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pendo_assets.definitions import build_definitions
+from pendo_assets.defs.assets import app_key_prefix
+from pendo_assets.generator import generate
+from pendo_assets.pendo.tables import AppLocation, EventTable
+from pendo_assets.settings import Settings
+from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.sql import qualified
+
+END_DAY = date(2025, 3, 1)
+STEPS = (END_DAY - timedelta(days=5), END_DAY)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "pendo.duckdb"),
+                             first_day=date(2024, 1, 1))
+
+
+def tick_and_run(settings: Settings, instance: dg.DagsterInstance, cursors: dict[str, str | None]):
+    """One evaluation of every manifest sensor, then every run it requested, in order."""
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    results = []
+    for sensor in defs.sensors:
+        context = dg.build_sensor_context(instance=instance, cursor=cursors.get(sensor.name), definitions=defs,
+                                          resources={"exports": defs.resources["exports"]})
+        tick = sensor.evaluate_tick(context)
+        cursors[sensor.name] = tick.cursor
+        for request in tick.run_requests:
+            result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                            asset_selection=request.asset_selection, tags=request.tags,
+                                            raise_on_error=False)
+            results.append((request, result))
+    return results
+
+
+def read_table(warehouse: DuckDBWarehouse, app: AppLocation, table: str, columns: str) -> list[tuple]:
+    with warehouse.session() as session:
+        if session.table_columns(app.schema_name, table) is None:
+            return []
+        return session.query(f"SELECT {columns} FROM {qualified(app.schema_name, table)}")
+
+
+def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
+    warehouse = DuckDBWarehouse(settings.warehouse)
+    for generated_app in generated.apps:
+        app = AppLocation(generated_app.subscription_id, generated_app.application_id)
+        truth = generated_app.truth
+        loaded: dict[date, set[str]] = {}
+        for day, event_id in read_table(warehouse, app, "ALLEVENTS", '"periodId", "eventId"'):
+            loaded.setdefault(day, set()).add(event_id)
+        assert loaded == {d: ids for d, ids in truth.allevents.items() if ids}, app
+        for table in (t for t in EventTable if t.is_matched):
+            loaded_matched: dict[date, set[tuple[str, str]]] = {}
+            for day, matchable_id, event_id in read_table(warehouse, app, table.value,
+                                                          '"periodId", "matchableId", "eventId"'):
+                loaded_matched.setdefault(day, set()).add((matchable_id, event_id))
+            expected = {d: rows for d, rows in truth.matched.get(table.value, {}).items() if rows}
+            assert loaded_matched == expected, (app, table)
+        for table, by_id in truth.definitions.items():
+            id_column = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES": "trackTypeId",
+                         "GUIDES": "guideId"}[table]
+            rows = read_table(warehouse, app, table, f'"{id_column}", "name"')
+            assert {i: n for i, n in rows} == {i: d["name"] for i, d in by_id.items()}, (app, table)
+            assert len(rows) == len(by_id), f"{table} has duplicate ids"
+
+
+def test_sensor_ticks_and_their_runs_load_exactly_what_the_exports_mean(settings):
+    cursors: dict[str, str | None] = {}
+    with dg.instance_for_test() as instance:
+        for as_of in STEPS:
+            generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=as_of)
+            results = tick_and_run(settings, instance, cursors)
+            assert results, f"the sensor requested nothing as of {as_of}"
+            failed = [(r.run_key, r.asset_selection) for r, result in results if not result.success]
+            assert not failed
+            checks = [e for _, result in results for e in result.get_asset_check_evaluations()]
+            assert checks and all(e.passed for e in checks)
+            assert {e.partition for e in checks} == {r.partition_key for r, _ in results if r.partition_key}
+            assert_warehouse_matches_truth(settings, generated)
+        assert tick_and_run(settings, instance, cursors) == [], "an unchanged manifest requested runs"
+
+
+def test_a_second_step_loads_only_the_days_new_exports_affect(settings):
+    with dg.instance_for_test() as instance:
+        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
+        first = tick_and_run(settings, instance, {})
+        manifest_path = next(Path(settings.exports).glob("datasync/*/*/exportmanifest.json"))
+        before = {e["counter"] for e in json.loads(manifest_path.read_text())["exports"]}
+        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
+        second = tick_and_run(settings, instance, {})
+        new_entries = [e for e in json.loads(manifest_path.read_text())["exports"] if e["counter"] not in before]
+        new_days = {p["periodId"][:10] for e in new_entries for p in e.get("timeDependent", [])}
+        assert first
+        assert {r.partition_key for r, _ in second if r.partition_key} == new_days
+
+
+def test_sensor_skips_days_before_the_first_partition(tmp_path):
+    settings = Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "w.duckdb"),
+                                 first_day=END_DAY - timedelta(days=3))
+    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    with dg.instance_for_test() as instance:
+        results = tick_and_run(settings, instance, {})
+    days = {date.fromisoformat(r.partition_key) for r, _ in results if r.partition_key}
+    assert days and min(days) >= END_DAY - timedelta(days=3)
+
+
+def test_asset_keys_and_groups_show_each_app(settings):
+    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    defs = build_definitions(settings)
+    app = generated.apps[0]
+    prefix = app_key_prefix(AppLocation(app.subscription_id, app.application_id))
+    assert prefix == f"sub_{app.subscription_id}_app_{app.application_id.replace('-', 'm')}"
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {f"{prefix}/{name}" for name in ("pendo_export", "allevents", "matchedpageevents", "matchedfeatureevents",
+                                            "matchedtracktypeevents", "pages", "features", "tracktypes",
+                                            "guides")} <= keys
+    assert graph.get(dg.AssetKey([prefix, "allevents"])).group_name == prefix
