@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_DATA := $(CURDIR)/data
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-export PENDO_EXPORTS ?= $(CURDIR)/data/exports
-export PENDO_WAREHOUSE ?= $(CURDIR)/data/pendo.duckdb
+export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
+export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
 .PHONY: install demo ui test lock clean
 
@@ -23,8 +24,11 @@ $(DAGSTER_HOME)/dagster.yaml: pendo_assets/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp pendo_assets/dagster.yaml $@
 
-demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pendo_assets.demo
+# The demo always starts afresh in ./data, whatever PENDO_EXPORTS says, so it never touches real exports.
+demo: install
+	rm -rf $(DEMO_DATA) $(DAGSTER_HOME)
+	$(MAKE) --no-print-directory $(DAGSTER_HOME)/dagster.yaml
+	PENDO_EXPORTS=$(DEMO_DATA)/exports PENDO_WAREHOUSE=$(DEMO_DATA)/pendo.duckdb $(BIN)/python -m pendo_assets.demo
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

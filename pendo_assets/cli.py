@@ -18,7 +18,7 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 
 @dataclass
 class TableSummary:
-    partitions: int = 0
+    days: set[str] = field(default_factory=set)
     rows: int = 0
     checks_passed: int = 0
     checks_failed: int = 0
@@ -150,9 +150,12 @@ def _record(summary: SyncSummary, app: str, partition: str | None, result) -> No
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         table = summary.table(app, materialization.asset_key.path[-1].upper())
-        table.partitions += 1
         row_count = materialization.metadata.get("dagster/row_count")
-        table.rows += row_count.value if row_count is not None else 0
+        if partition is None:
+            table.rows = row_count.value if row_count is not None else 0
+        else:
+            table.days.add(partition)
+            table.rows += row_count.value if row_count is not None else 0
     for evaluation in result.get_asset_check_evaluations():
         table = summary.table(app, evaluation.asset_key.path[-1].upper())
         if evaluation.passed:
@@ -181,10 +184,12 @@ def _plain(metadata) -> list[tuple[str, object]]:
 
 
 def print_summary(summary: SyncSummary) -> None:
-    print(f"\n{'app':28} {'table':24} {'days':>5} {'rows':>10} {'checks ok':>9} {'failed':>6}")
+    """Per app and table: days (re)loaded, rows they now hold, and count checks passed and failed."""
+    width = max([len(app) for app, _ in summary.tables] + [3])
+    print(f"\n{'app':{width}} {'table':24} {'days':>5} {'rows':>10} {'checks ok':>9} {'failed':>6}")
     for (app, table), t in sorted(summary.tables.items()):
-        days = str(t.partitions) if t.checks_passed + t.checks_failed else "-"
-        print(f"{app:28} {table:24} {days:>5} {t.rows:>10,} {t.checks_passed:>9} {t.checks_failed:>6}")
+        days = str(len(t.days)) if t.days else "-"
+        print(f"{app:{width}} {table:24} {days:>5} {t.rows:>10,} {t.checks_passed:>9} {t.checks_failed:>6}")
     if not summary.tables:
         print("nothing to load: every export in the manifests is already loaded")
     print(f"\n{summary.runs} run(s); {len(summary.failures)} failure(s)")

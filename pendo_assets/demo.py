@@ -13,23 +13,8 @@ from pendo_assets.cli import print_summary, sync
 from pendo_assets.generator import generate
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
 from pendo_assets.warehouse.sql import quote_ident
-
-SEED_003_STALE = """
-SELECT count(*) FROM MatchedFeatureEvents mfe
-JOIN Features f ON f.featureId = mfe.matchableId
-WHERE f.deletedAt IS NOT NULL
-   OR (f.softDeleteMethod = 2
-   AND (mfe.lastUpdatedAt IS NULL OR mfe.lastUpdatedAt < f.rulesUpdatedAt))
-"""
-SEED_003_VALID = """
-SELECT count(*) FROM MatchedFeatureEvents mfe
-JOIN Features f ON f.featureId = mfe.matchableId
-WHERE f.deletedAt IS NULL
-  AND (f.softDeleteMethod = 1
-   OR (f.softDeleteMethod = 2 AND mfe.lastUpdatedAt >= f.rulesUpdatedAt))
-"""
-
 
 def main() -> int:
     settings = Settings.from_env()
@@ -48,7 +33,8 @@ def main() -> int:
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'SUB_%_APP_%' ORDER BY 1")]
         for schema in schemas:
             session.execute(f"USE {quote_ident(schema)}")
-            stale, valid = (session.query(sql)[0][0] for sql in (SEED_003_STALE, SEED_003_VALID))
+            stale, valid = (len(session.query(sql)) for sql in (STALE_MATCHED_FEATURE_EVENTS,
+                                                                 VALID_MATCHED_FEATURE_EVENTS))
             print(f"{schema:40} stale matched feature events: {stale:6}   valid: {valid:6}")
     print(f"\nLoaded into {settings.warehouse}. To browse the assets, partitions, checks and sensor runs:\n"
           "  make ui        # then open http://127.0.0.1:3000\n"

@@ -18,7 +18,8 @@ from pendo_assets.generator import generate
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
-from pendo_assets.warehouse.sql import qualified
+from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
+from pendo_assets.warehouse.sql import qualified, quote_ident
 
 END_DAY = date(2025, 3, 1)
 STEPS = (END_DAY - timedelta(days=5), END_DAY)
@@ -93,6 +94,21 @@ def test_sensor_ticks_and_their_runs_load_exactly_what_the_exports_mean(settings
             assert {e.partition for e in checks} == {r.partition_key for r, _ in results if r.partition_key}
             assert_warehouse_matches_truth(settings, generated)
         assert tick_and_run(settings, instance, cursors) == [], "an unchanged manifest requested runs"
+    assert_seed_003_queries_run_unchanged(settings, generated)
+
+
+def assert_seed_003_queries_run_unchanged(settings: Settings, generated) -> None:
+    app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
+    with DuckDBWarehouse(settings.warehouse).session() as session:
+        session.execute(f"USE {quote_ident(app.schema_name)}")
+        columns = list(session.table_columns(app.schema_name, "MATCHEDFEATUREEVENTS"))
+        stale, valid = (session.query(sql) for sql in (STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS))
+        everything = session.query("SELECT * FROM MatchedFeatureEvents")
+    key = [columns.index("matchableId"), columns.index("eventId"), columns.index("periodId")]
+    stale_keys, valid_keys = ({tuple(r[i] for i in key) for r in rows} for rows in (stale, valid))
+    assert stale_keys and valid_keys, "the scenario has both stale and valid matched feature events"
+    assert not stale_keys & valid_keys
+    assert stale_keys | valid_keys <= {tuple(r[i] for i in key) for r in everything}
 
 
 def test_a_second_step_loads_only_the_days_new_exports_affect(settings):
