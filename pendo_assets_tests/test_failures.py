@@ -70,16 +70,31 @@ def failure_messages(results) -> list[str]:
     return [message for _, result in results for message in step_failures(result)]
 
 
+def loaded_then_reexported(settings: Settings, instance: dg.DagsterInstance) -> tuple[AppLocation, Path, dict, dict]:
+    """Load the first step, then publish the next exports; returns a new re-export of an already loaded day."""
+    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
+    assert all(result.success for _, result in tick_and_run(settings, instance, {}))
+    app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
+    manifest_path = Path(settings.exports) / app.manifest_path
+    before = loaded_state(manifest_path)
+    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
+    entry, period = new_reexport_of_a_loaded_day(manifest_path, before)
+    return app, manifest_path, entry, period
+
+
+def edit_all_events(manifest_path: Path, entry: dict, period: dict, edit) -> None:
+    manifest = json.loads(manifest_path.read_text())
+    for e in manifest["exports"]:
+        for p in e.get("timeDependent", []):
+            if e["counter"] == entry["counter"] and p["periodId"] == period["periodId"] and "allEvents" in p:
+                edit(p["allEvents"])
+    manifest_path.write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "empty"])
 def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(settings, damage):
     with dg.instance_for_test() as instance:
-        generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
-        assert all(result.success for _, result in tick_and_run(settings, instance, {}))
-        app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
-        manifest_path = Path(settings.exports) / app.manifest_path
-        before_counters = loaded_state(manifest_path)
-        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
-        entry, period = new_reexport_of_a_loaded_day(manifest_path, before_counters)
+        app, manifest_path, entry, period = loaded_then_reexported(settings, instance)
         day = period["periodId"][:10]
         victim = manifest_path.parent / entry["rootUrl"].rsplit("/", 1)[1] / period["allEvents"]["files"][0]
         day_rows_before = rows_of_day(snapshot(settings, app), day)
@@ -104,19 +119,8 @@ def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(settings, da
 
 def test_a_count_that_disagrees_with_the_bill_of_materials_fails_and_keeps_the_day(settings):
     with dg.instance_for_test() as instance:
-        generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
-        tick_and_run(settings, instance, {})
-        app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
-        manifest_path = Path(settings.exports) / app.manifest_path
-        before_counters = loaded_state(manifest_path)
-        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
-        manifest = json.loads(manifest_path.read_text())
-        entry, period = new_reexport_of_a_loaded_day(manifest_path, before_counters)
-        for e in manifest["exports"]:
-            for p in e.get("timeDependent", []):
-                if e["counter"] == entry["counter"] and p["periodId"] == period["periodId"] and "allEvents" in p:
-                    p["allEvents"]["eventCount"] += 1
-        manifest_path.write_text(json.dumps(manifest))
+        app, manifest_path, entry, period = loaded_then_reexported(settings, instance)
+        edit_all_events(manifest_path, entry, period, lambda slice_: slice_.update(eventCount=slice_["eventCount"] + 1))
         day = period["periodId"][:10]
         day_rows_before = rows_of_day(snapshot(settings, app), day)
 
@@ -129,19 +133,8 @@ def test_a_count_that_disagrees_with_the_bill_of_materials_fails_and_keeps_the_d
 
 def test_a_file_name_climbing_out_of_its_export_is_refused_before_anything_changes(settings):
     with dg.instance_for_test() as instance:
-        generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
-        tick_and_run(settings, instance, {})
-        app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
-        manifest_path = Path(settings.exports) / app.manifest_path
-        before_counters = loaded_state(manifest_path)
-        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
-        manifest = json.loads(manifest_path.read_text())
-        entry, period = new_reexport_of_a_loaded_day(manifest_path, before_counters)
-        for e in manifest["exports"]:
-            for p in e.get("timeDependent", []):
-                if e["counter"] == entry["counter"] and p["periodId"] == period["periodId"] and "allEvents" in p:
-                    p["allEvents"]["files"] = ["../../../../etc/passwd"]
-        manifest_path.write_text(json.dumps(manifest))
+        app, manifest_path, entry, period = loaded_then_reexported(settings, instance)
+        edit_all_events(manifest_path, entry, period, lambda slice_: slice_.update(files=["../../../../etc/passwd"]))
         day = period["periodId"][:10]
         day_rows_before = rows_of_day(snapshot(settings, app), day)
 

@@ -40,6 +40,10 @@ def app_key_prefix(app: AppLocation) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"sub_{app.subscription_id}_app_{app.application_id}".replace("-", "m"))
 
 
+def table_key(app: AppLocation, table_name: str) -> dg.AssetKey:
+    return dg.AssetKey([app_key_prefix(app), table_name.lower()])
+
+
 @dataclass(frozen=True)
 class AppAssets:
     app: AppLocation
@@ -52,10 +56,10 @@ class AppAssets:
         return app_key_prefix(self.app)
 
     def event_key(self, table: EventTable) -> dg.AssetKey:
-        return dg.AssetKey([self.prefix, table.value.lower()])
+        return table_key(self.app, table.value)
 
     def definition_key(self, table: DefinitionTable) -> dg.AssetKey:
-        return dg.AssetKey([self.prefix, table.table_name.lower()])
+        return table_key(self.app, table.table_name)
 
 
 def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition) -> AppAssets:
@@ -64,8 +68,8 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
         key=dg.AssetKey([prefix, "pendo_export"]), group_name=prefix, kinds={"pendo"},
         description=f"Pendo Data Sync exports of {app.label}: `{app.manifest_path}` and its export folders.",
         metadata={"pendo/subscription_id": app.subscription_id, "pendo/application_id": app.application_id})
-    event_keys = {table: dg.AssetKey([prefix, table.value.lower()]) for table in EventTable}
-    definition_keys = {table: dg.AssetKey([prefix, table.table_name.lower()]) for table in DefinitionTable}
+    event_keys = {table: table_key(app, table.value) for table in EventTable}
+    definition_keys = {table: table_key(app, table.table_name) for table in DefinitionTable}
     event_by_key = {key: table for table, key in event_keys.items()}
     definition_by_key = {key: table for table, key in definition_keys.items()}
 

@@ -150,7 +150,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
             before = result.expected_by_matchable.get(s.matchable_id, 0)
             result.expected_by_matchable[s.matchable_id] = (
                 None if before is None or s.event_count is None else before + s.event_count)
-        loaded = 0
+        loaded, next_report = 0, PROGRESS_EVERY_ROWS
         for name in s.files:
             path = _file_path(app, folders, s.counter, name, s.describe())
             with _open_file(store, app, s.describe(), path) as (columns, batches, source):
@@ -161,8 +161,9 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
                     batch = _with_matchable(batch, s) if plan.table.is_matched else batch
                     _require_day(batch, plan.day, app, s, source)
                     loaded += session.insert(schema, table, batch)
-                    if loaded % PROGRESS_EVERY_ROWS < batch.num_rows and loaded >= PROGRESS_EVERY_ROWS:
-                        progress(f"{table} {plan.day}: {loaded:,} rows so far from {source}")
+                    if loaded >= next_report:
+                        progress(f"{table} {plan.day}: {loaded:,} rows so far, reading {source}")
+                        next_report += PROGRESS_EVERY_ROWS
             result.files += 1
         if s.event_count is not None and loaded != s.event_count:
             raise LoadError(

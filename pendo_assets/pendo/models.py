@@ -58,15 +58,6 @@ class BillOfMaterials:
     definition_files: Mapping[DefinitionTable, tuple[str, ...]] = field(default_factory=dict)
     periods: tuple[Period, ...] = ()
 
-    def all_files(self) -> list[str]:
-        names = [f for files in self.definition_files.values() for f in files]
-        for period in self.periods:
-            if period.all_events:
-                names.extend(period.all_events.files)
-            for matched in period.matched_events:
-                names.extend(matched.files)
-        return names
-
 
 @dataclass(frozen=True)
 class ExportEntry:
