@@ -2,9 +2,11 @@ import io
 from datetime import date, datetime, timezone
 
 import fastavro
+import pyarrow as pa
 import pytest
 
-from pendo_assets.pendo.avro import AvroReadError, read_batches
+from pendo_assets.generator import generate
+from pendo_assets.pendo.avro import AvroReadError, _polars_reads, read_batches
 
 TS = {"type": "long", "logicalType": "timestamp-millis"}
 SCHEMA = {
@@ -107,3 +109,50 @@ def test_corrupt_block_is_refused_naming_it():
     _, batches = read_batches(io.BytesIO(bytes(raw)), "bad.avro", batch_rows=100)
     with pytest.raises(AvroReadError, match="bad.avro"):
         list(batches)
+
+
+FAST_SCHEMA = dict(SCHEMA, fields=[f for f in SCHEMA["fields"] if f["name"] != "either"])
+
+
+def fast_record(i):
+    return {k: v for k, v in record(i).items() if k != "either"}
+
+
+def read_all(raw: bytes, decoder: str, batch_rows: int = 100):
+    columns, batches = read_batches(io.BytesIO(raw), "f.avro", batch_rows=batch_rows, decoder=decoder)
+    return columns, pa.Table.from_batches(list(batches), schema=pa.schema(
+        [pa.field(c.name, c.arrow_type) for c in columns]))
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy"])
+def test_fast_decoder_yields_exactly_the_rows_and_types_of_fastavro(codec):
+    raw = avro_bytes([fast_record(i) for i in range(1000)], codec=codec, schema=FAST_SCHEMA, sync_interval=3000)
+    assert _polars_reads(FAST_SCHEMA) and not _polars_reads(SCHEMA)
+    fast_columns, fast = read_all(raw, "auto")
+    slow_columns, slow = read_all(raw, "fastavro")
+    assert fast_columns == slow_columns
+    assert fast.schema == slow.schema
+    assert fast.to_pylist() == slow.to_pylist()
+    assert fast.num_rows == 1000
+
+
+def test_fast_decoder_matches_fastavro_on_every_generated_file(tmp_path):
+    generate(scenario="small", out_dir=tmp_path, end_day=date(2025, 3, 1))
+    files = sorted(tmp_path.glob("datasync/**/*.avro"))
+    assert len(files) > 50
+    for path in files:
+        raw = path.read_bytes()
+        fast_columns, fast = read_all(raw, "auto", batch_rows=7)
+        _, slow = read_all(raw, "fastavro", batch_rows=7)
+        assert fast.to_pylist() == slow.to_pylist(), path
+        assert fast.schema == slow.schema, path
+
+
+def test_fast_decoder_refuses_truncated_and_corrupt_files_naming_them():
+    raw = avro_bytes([fast_record(i) for i in range(3000)], schema=FAST_SCHEMA, sync_interval=2000)
+    with pytest.raises(AvroReadError, match="f.avro: .*truncated or corrupt"):
+        read_all(raw[: len(raw) * 2 // 3], "auto")
+    corrupt = bytearray(raw)
+    corrupt[len(raw) // 2: len(raw) // 2 + 64] = b"\xff" * 64
+    with pytest.raises(AvroReadError, match="f.avro"):
+        read_all(bytes(corrupt), "auto")
