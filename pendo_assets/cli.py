@@ -142,29 +142,42 @@ def sync(settings) -> SyncSummary:
                 tags={**request.tags, "pendo/trigger": "pendo-datasync sync"}, run_config=QUIET_RUN_CONFIG,
                 raise_on_error=False)
             summary.runs += 1
-            _record(summary, label, request.partition_key, result)
+            _record(summary, label, instance, result)
     return summary
 
 
-def _record(summary: SyncSummary, app: str, partition: str | None, result) -> None:
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
+def _record(summary: SyncSummary, app: str, instance, result) -> None:
+    """Count from the instance, which keeps every day's events even when a later day failed the step."""
+    for materialization in run_materializations(instance, result.run_id):
         table = summary.table(app, materialization.asset_key.path[-1].upper())
         row_count = materialization.metadata.get("dagster/row_count")
-        if partition is None:
-            table.rows = row_count.value if row_count is not None else 0
+        rows = row_count.value if row_count is not None else 0
+        if materialization.partition is None:
+            table.rows = rows
         else:
-            table.days.add(partition)
-            table.rows += row_count.value if row_count is not None else 0
-    for evaluation in result.get_asset_check_evaluations():
+            table.days.add(materialization.partition)
+            table.rows += rows
+    for evaluation in run_check_evaluations(instance, result.run_id):
         table = summary.table(app, evaluation.asset_key.path[-1].upper())
         if evaluation.passed:
             table.checks_passed += 1
         else:
             table.checks_failed += 1
-            summary.failures.append(f"{app} {evaluation.asset_key.path[-1].upper()} {partition}: check "
-                                    f"{evaluation.check_name} failed {dict(_plain(evaluation.metadata))}")
     summary.failures.extend(step_failures(result))
+
+
+def run_materializations(instance, run_id: str) -> list:
+    import dagster as dg
+
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    return [r.event_log_entry.dagster_event.step_materialization_data.materialization for r in records]
+
+
+def run_check_evaluations(instance, run_id: str) -> list:
+    import dagster as dg
+
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [r.event_log_entry.dagster_event.event_specific_data for r in records]
 
 
 def step_failures(result) -> list[str]:
@@ -177,10 +190,6 @@ def step_failures(result) -> list[str]:
                 error = error.cause
             messages.append(error.message.strip())
     return messages
-
-
-def _plain(metadata) -> list[tuple[str, object]]:
-    return [(k, getattr(v, "value", v)) for k, v in metadata.items()]
 
 
 def print_summary(summary: SyncSummary) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pendo_assets.cli import run_check_evaluations, step_failures
 from pendo_assets.definitions import build_definitions
 from pendo_assets.defs.assets import app_key_prefix
 from pendo_assets.generator import generate
@@ -147,3 +148,49 @@ def test_asset_keys_and_groups_show_each_app(settings):
                                             "matchedtracktypeevents", "pages", "features", "tracktypes",
                                             "guides")} <= keys
     assert graph.get(dg.AssetKey([prefix, "allevents"])).group_name == prefix
+
+
+def test_a_backfill_range_run_records_a_materialization_and_a_check_per_day(settings):
+    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    days = [(END_DAY - timedelta(days=n)).isoformat() for n in range(6, 0, -1)]
+    prefix = defs.sensors[0].name.removesuffix("_manifest")
+    allevents = dg.AssetKey([prefix, "allevents"])
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[allevents], raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
+        assert result.success
+        assert sorted(e.materialization.partition for e in result.get_asset_materialization_events()) == days
+        assert sorted(e.partition for e in result.get_asset_check_evaluations()) == days
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(allevents, "eventcount_matches_bom"), limit=50)
+        assert sorted(h.partition for h in history) == days
+        assert {h.status.value for h in history} == {"SUCCEEDED"}
+
+
+def test_a_failing_count_check_fails_the_run_and_names_the_numbers(settings):
+    import fastavro
+
+    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    manifest_path = next(Path(settings.exports).glob("datasync/*/*/exportmanifest.json"))
+    latest = json.loads(manifest_path.read_text())["exports"][-1]
+    period = next(p for p in latest["timeDependent"] if "allEvents" in p)
+    page = next(m for m in period["matchedEvents"] if m["type"] == "Page" and m["eventCount"])
+    path = manifest_path.parent / latest["rootUrl"].rsplit("/", 1)[1] / page["files"][0]
+    with path.open("rb") as fo:
+        reader = fastavro.reader(fo)
+        schema, records = reader.writer_schema, list(reader)
+    with path.open("wb") as fo:  # same row count, but rows claim another matchable: only the check can see it
+        fastavro.writer(fo, schema, [{**r, "matchableId": "someOtherPage"} for r in records])
+    page_id = page["id"].split("/", 1)[1]
+    with dg.instance_for_test() as instance:
+        results = [(r, res) for r, res in tick_and_run(settings, instance, {}) if r.partition_key == period["periodId"][:10]]
+        ((_, result),) = results
+        failed = [e for e in run_check_evaluations(instance, result.run_id) if not e.passed]
+    assert not result.success
+    assert f"{page_id} ({page['eventCount']}, 0)" in " ".join(step_failures(result))
+    assert [e.asset_key.path[-1] for e in failed] == ["matchedpageevents"]
+    off = failed[0].metadata["matchables_off (expected, actual)"].value
+    assert off[page_id] == [page["eventCount"], 0] and off["someOtherPage"] == [0, len(records)]

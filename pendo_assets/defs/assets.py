@@ -2,8 +2,11 @@
 
 One factory builds everything for an app, so each app reads as its own group in the lineage graph:
 the Pendo export (an external source) feeds the definition tables and the daily event tables.
-Event tables of one day are loaded by one step, in one warehouse transaction; each table's
-partitioned, blocking check compares its rows with the bill of materials right after.
+Event tables of one day are loaded in one warehouse transaction; each table's partitioned, blocking
+check compares its rows with the bill of materials right after. A run may cover a range of days (a UI
+backfill runs up to DAYS_PER_BACKFILL_RUN days per run, since a run's own start-up costs seconds):
+each day is still its own transaction with its own materialization and check result, and a day that
+fails does not stop the others; the run fails at the end if any day did.
 """
 
 
@@ -14,10 +17,11 @@ from datetime import date
 import dagster as dg
 
 from pendo_assets.defs.resources import ExportStoreResource, WarehouseResource
-from pendo_assets.loading.loader import TableLoad, count_table_day, load_day, load_definitions
+from pendo_assets.loading.loader import LoadError, TableLoad, count_table_day, load_day, load_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 
 WAREHOUSE_POOL = "pendo_warehouse"
+DAYS_PER_BACKFILL_RUN = 31
 COUNT_CHECK = "eventcount_matches_bom"
 LOADED_COUNTERS = "pendo/export_counters"
 
@@ -90,7 +94,7 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
 
     @dg.multi_asset(
         name=f"{prefix}_events",
-        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"},
+        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"}, skippable=True,
                             description=_EVENT_DESCRIPTIONS[table],
                             metadata={"dagster/table_name": f"{app.schema_name}.{table.value}"})
                for table, key in event_keys.items()],
@@ -99,42 +103,64 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
                                                    "(in total and per matchable).")
                      for key in event_keys.values()],
         partitions_def=partitions, can_subset=True, pool=WAREHOUSE_POOL,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_BACKFILL_RUN),
         description=f"Daily event tables of {app.label}, one periodId day per partition, replaced in one transaction.",
     )
     def events(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
-        day = date.fromisoformat(context.partition_key)
         tables = [event_by_key[k] for k in context.selected_asset_keys]
         store, target = exports.open(), warehouse.open()
-        results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info)
-        with target.session() as session:
-            counts = {table: count_table_day(session, app, table, day) for table in tables}
-        for table in tables:
-            result = results[table]
-            actual, per_matchable = counts[table]
-            yield dg.MaterializeResult(asset_key=event_keys[table],
-                                       metadata={**_table_metadata(result), "dagster/row_count": actual})
-            yield count_check_result(event_keys[table], result, actual, per_matchable)
+        failures = []
+        for partition in context.partition_keys:
+            day = date.fromisoformat(partition)
+            try:
+                results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info)
+            except LoadError as exc:
+                context.log.error(str(exc))
+                failures.append(str(exc))
+                continue
+            with target.session() as session:
+                counts = {table: count_table_day(session, app, table, day) for table in tables}
+            for table in tables:
+                actual, per_matchable = counts[table]
+                context.log_event(dg.AssetMaterialization(
+                    asset_key=event_keys[table], partition=partition,
+                    metadata={**_table_metadata(results[table]), "dagster/row_count": actual}))
+                evaluation = count_check(event_keys[table], results[table], actual, per_matchable)
+                context.log_event(evaluation)
+                if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                    failures.append(f"{app.label}, {table.value} {partition}: {COUNT_CHECK} failed: "
+                                    f"{evaluation.description}")
+        if failures:
+            raise LoadError(f"{len(failures)} of {len(context.partition_keys)} day(s) failed: " + " | ".join(failures))
+        yield from ()
 
     return AppAssets(app, source, definitions, events)
 
 
-def count_check_result(key: dg.AssetKey, result: TableLoad, actual: int, per_matchable: dict[str, int]
-                       ) -> dg.AssetCheckResult:
+def count_check(key: dg.AssetKey, result: TableLoad, actual: int, per_matchable: dict[str, int]
+                ) -> dg.AssetCheckEvaluation:
+    """The day's count check. Logged as an evaluation with its partition, so a range run records one per day."""
+    partition = str(result.day)
     expected = result.expected_rows
     if expected is None:
-        return dg.AssetCheckResult(
+        return dg.AssetCheckEvaluation(
             asset_key=key, check_name=COUNT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            partition=partition, blocking=True,
             metadata={"actual": actual, "reason": "the bill of materials gives no eventCount for this day"})
     wrong = {m: (n, per_matchable.get(m, 0)) for m, n in result.expected_by_matchable.items()
              if n is not None and per_matchable.get(m, 0) != n}
     wrong.update({m: (0, n) for m, n in per_matchable.items() if m not in result.expected_by_matchable})
     metadata = {"expected": expected, "actual": actual, "day": str(result.day),
                 "export_counters": ",".join(map(str, result.touched_by))}
+    description = f"expected {expected} rows (bill of materials), found {actual}"
     if wrong:
         metadata["matchables_off (expected, actual)"] = dg.MetadataValue.json(
             {m: list(v) for m, v in sorted(wrong.items())[:50]})
-    return dg.AssetCheckResult(asset_key=key, check_name=COUNT_CHECK, passed=actual == expected and not wrong,
-                               metadata=metadata)
+        description += "; per matchable (expected, actual): " + ", ".join(
+            f"{m} {v}" for m, v in sorted(wrong.items())[:5])
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=COUNT_CHECK, passed=actual == expected and not wrong,
+                                   metadata=metadata, partition=partition, blocking=True, description=description,
+                                   severity=dg.AssetCheckSeverity.ERROR)
 
 
 def _table_metadata(result: TableLoad) -> dict[str, object]:
