@@ -86,3 +86,26 @@ def test_malformed_manifests_are_refused_with_a_message_naming_the_place(raw, me
     with pytest.raises(ManifestError, match=message) as error:
         parse_manifest(raw, "gs://b/datasync/1/2/exportmanifest.json")
     assert "exportmanifest.json" in str(error.value)
+
+
+def test_the_sensors_lean_parse_sees_the_same_changes_as_the_full_parse(tmp_path):
+    from pendo_assets.generator import generate
+    from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
+
+    generate(scenario="demo", out_dir=tmp_path, end_day=date(2025, 3, 1))
+    manifests = sorted(tmp_path.glob("datasync/*/*/exportmanifest.json"))
+    assert len(manifests) == 3
+    for path in manifests:
+        full = parse_manifest(path.read_bytes(), str(path))
+        lean = parse_manifest(path.read_bytes(), str(path), matched_detail=False)
+        assert [e.counter for e in lean.exports] == [e.counter for e in full.exports]
+        for f, l in zip(full.exports, lean.exports):
+            assert tables_touched(l) == tables_touched(f) and f.folder_name == l.folder_name
+            assert definition_tables_touched(l) == definition_tables_touched(f)
+
+
+def test_the_lean_parse_still_refuses_unknown_matched_types():
+    entry = dict(SEED_001_ENTRY, timeDependent=[{"periodId": "2024-01-01T00:00:00Z", "matchedEvents": [
+        {"id": "Guide/abc", "type": "Guide", "files": []}]}])
+    with pytest.raises(ManifestError, match="unknown matched type 'Guide'"):
+        parse_manifest(manifest(entry), "m.json", matched_detail=False)

@@ -8,12 +8,12 @@ plan included, so work done by `pendo-datasync sync` is not requested again by t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Iterable
 
 import dagster as dg
 
-from pendo_assets.defs.assets import LOADED_COUNTERS, AppAssets
+from pendo_assets.defs.assets import DAYS_PER_BACKFILL_RUN, LOADED_COUNTERS, AppAssets
 from pendo_assets.pendo.models import ExportEntry
 from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
 from pendo_assets.pendo.tables import DefinitionTable, EventTable
@@ -46,14 +46,36 @@ class PendingWork:
                 run_key=f"definitions@{counters}",
                 asset_selection=[self.app_assets.definition_key(t) for t in sorted(self.definitions, key=_order)],
                 tags={**tags, "pendo/export_counters": counters}))
-        for day in sorted(self.days):
-            work = self.days[day]
-            counters = "+".join(map(str, sorted(work.counters)))
-            requests.append(dg.RunRequest(
-                run_key=f"{day}@{counters}", partition_key=day.isoformat(),
-                asset_selection=[self.app_assets.event_key(t) for t in sorted(work.tables, key=list(EventTable).index)],
-                tags={**tags, "pendo/export_counters": counters}))
+        for days, tables, counters in self.day_ranges():
+            counter_text = "+".join(map(str, sorted(counters)))
+            selection = [self.app_assets.event_key(t) for t in sorted(tables, key=list(EventTable).index)]
+            run_tags = {**tags, "pendo/export_counters": counter_text}
+            if len(days) == 1:
+                requests.append(dg.RunRequest(run_key=f"{days[0]}@{counter_text}", partition_key=days[0].isoformat(),
+                                              asset_selection=selection, tags=run_tags))
+            else:
+                requests.append(dg.RunRequest(
+                    run_key=f"{days[0]}..{days[-1]}@{counter_text}", asset_selection=selection,
+                    tags={**run_tags, "dagster/asset_partition_range_start": days[0].isoformat(),
+                          "dagster/asset_partition_range_end": days[-1].isoformat()}))
         return requests
+
+    def day_ranges(self) -> list[tuple[list[date], frozenset[EventTable], set[int]]]:
+        """Consecutive days needing the same tables, up to a backfill run's worth: one run each.
+
+        A 3-year one-time export becomes a few dozen runs instead of a thousand.
+        """
+        ranges: list[tuple[list[date], frozenset[EventTable], set[int]]] = []
+        for day in sorted(self.days):
+            tables = frozenset(self.days[day].tables)
+            last = ranges[-1] if ranges else None
+            if (last and last[1] == tables and last[0][-1] + timedelta(days=1) == day
+                    and len(last[0]) < DAYS_PER_BACKFILL_RUN):
+                last[0].append(day)
+                last[2].update(self.days[day].counters)
+            else:
+                ranges.append(([day], tables, set(self.days[day].counters)))
+        return ranges
 
 
 def pending_work(app_assets: AppAssets, entries: Iterable[ExportEntry], partitions: dg.PartitionsDefinition,

@@ -33,7 +33,8 @@ def build_manifest_sensor(app_assets: AppAssets, partitions: dg.PartitionsDefini
         fingerprint = store.fingerprint(app.manifest_path)
         if cursor.get("fingerprint") == fingerprint:
             return dg.SkipReason(f"{app.manifest_path} unchanged")
-        manifest = parse_manifest(store.read_bytes(app.manifest_path), f"{store.url}/{app.manifest_path}")
+        manifest = parse_manifest(store.read_bytes(app.manifest_path), f"{store.url}/{app.manifest_path}",
+                                  matched_detail=False)
         handled = cursor.get("exports", {})
         new = [e for e in manifest.exports if handled.get(str(e.counter)) != e.folder_name]
         work = pending_work(app_assets, new, partitions, context.instance)

@@ -91,8 +91,14 @@ class ExportManifest:
     generated_time: str | None = None
 
 
-def parse_manifest(raw: bytes | str, source: str) -> ExportManifest:
-    data = _load_json(raw, source)
+def parse_manifest(raw: bytes | str, source: str, matched_detail: bool = True) -> ExportManifest:
+    """Parse and validate a manifest.
+
+    `matched_detail=False` is for change detection only (the sensor): each matched entry is reduced,
+    while the JSON is decoded, to a shared marker of its type, so a 3-year export listing hundreds of
+    thousands of slices costs little memory. Such a manifest must never be used to load data.
+    """
+    data = _load_json(raw, source, None if matched_detail else _matched_type_only)
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: expected a JSON object with an 'exports' list")
     exports = data.get("exports", [])
@@ -176,7 +182,19 @@ def _parse_period(data: Any, where: str) -> Period:
     return Period(day=day, all_events=all_events, matched_events=matched)
 
 
+_TYPE_MARKERS = {t.value: MatchedSlice(t, "*", (), None) for t in MatchableType}
+
+
+def _matched_type_only(obj: dict[str, Any]) -> Any:
+    key = obj.get("id")
+    if "files" in obj and isinstance(key, str) and "/" in key and key.split("/", 1)[0] == obj.get("type", key[:0]):
+        return _TYPE_MARKERS.get(obj.get("type"), obj)
+    return obj
+
+
 def _parse_matched(data: Any, where: str) -> MatchedSlice:
+    if isinstance(data, MatchedSlice):
+        return data
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object")
     key = data.get("id")
@@ -198,9 +216,9 @@ def _parse_matched(data: Any, where: str) -> MatchedSlice:
                         event_count=_optional_int(data, "eventCount", where))
 
 
-def _load_json(raw: bytes | str, source: str) -> Any:
+def _load_json(raw: bytes | str, source: str, object_hook=None) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_hook=object_hook)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{source}: not valid JSON ({exc}); the file may be truncated or still being written") \
             from None
