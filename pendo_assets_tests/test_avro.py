@@ -91,7 +91,7 @@ def test_zero_row_file_has_columns_and_no_batches():
 
 
 def test_empty_file_is_refused_naming_it():
-    with pytest.raises(AvroReadError, match="zero.avro: not a readable Avro file"):
+    with pytest.raises(AvroReadError, match="zero.avro: not an Avro container file"):
         read_batches(io.BytesIO(b""), "zero.avro")
 
 

@@ -13,6 +13,8 @@ same Arrow batches, which a test holds them to.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, BinaryIO, Callable, Iterator
@@ -20,21 +22,27 @@ from typing import Any, BinaryIO, Callable, Iterator
 import fastavro
 import pyarrow as pa
 
+from pendo_assets.pendo.native_decoder import NativeDecoder, NativeDecoderFailed
+
 PERIOD_COLUMN = "periodId"
-DEFAULT_BATCH_ROWS = 50_000
+# Large batches let DuckDB insert efficiently; two in flight stay well under 200 MB for Pendo's rows.
+DEFAULT_BATCH_ROWS = 200_000
+# Compressed bytes of whole blocks handed to polars-avro at a time: big enough to amortise its set-up,
+# small enough that memory does not grow with the file.
+NATIVE_CHUNK_BYTES = 8_000_000
 
 _EPOCH = date(1970, 1, 1)
 _PRIMITIVES: dict[str, tuple[str, pa.DataType]] = {
-    "null": ("VARCHAR", pa.string()),
+    "null": ("VARCHAR", pa.large_string()),
     "boolean": ("BOOLEAN", pa.bool_()),
     "int": ("INTEGER", pa.int32()),
     "long": ("BIGINT", pa.int64()),
     "float": ("FLOAT", pa.float32()),
     "double": ("DOUBLE", pa.float64()),
-    "string": ("VARCHAR", pa.string()),
+    "string": ("VARCHAR", pa.large_string()),
     "bytes": ("BLOB", pa.binary()),
     "fixed": ("BLOB", pa.binary()),
-    "enum": ("VARCHAR", pa.string()),
+    "enum": ("VARCHAR", pa.large_string()),
 }
 _LOGICAL: dict[tuple[str, str], tuple[str, pa.DataType]] = {
     ("int", "date"): ("DATE", pa.date32()),
@@ -74,63 +82,129 @@ def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS
     Only a bounded number of decoded rows is held at a time, whatever the file's size.
     `decoder="fastavro"` forces the pure-Python decoder (tests compare the two).
     """
+    container = read_container(fo, source)
     try:
-        reader = fastavro.reader(fo)
-        writer_schema = reader.writer_schema
-    except Exception as exc:
-        raise AvroReadError(f"{source}: not a readable Avro file ({_describe(exc)})") from None
+        writer_schema = json.loads(container.metadata["avro.schema"])
+    except (KeyError, ValueError):
+        raise AvroReadError(f"{source}: the header has no readable writer schema") from None
     fields = _fields(writer_schema, source)
     schema = pa.schema([pa.field(f.column.name, f.column.arrow_type) for f in fields])
     if decoder == "auto" and _polars_reads(writer_schema):
-        # polars-avro stops quietly at the last whole block of a truncated file, so the container's
-        # own block counts are walked first and its rows are held to them.
-        expected_rows = container_row_count(fo, source)
-        fo.seek(0)
-        return [f.column for f in fields], _polars_batches(fo, writer_schema, fields, schema, source, batch_rows,
-                                                           expected_rows)
+        return [f.column for f in fields], _native_batches(container, writer_schema, fields, schema, source,
+                                                           batch_rows)
+    fo.seek(0)
+    try:
+        reader = fastavro.reader(fo)
+    except Exception as exc:
+        raise AvroReadError(f"{source}: not a readable Avro file ({_describe(exc)})") from None
     return [f.column for f in fields], _fastavro_batches(reader, fields, schema, source, batch_rows)
 
 
-def _polars_batches(fo: BinaryIO, writer_schema: dict[str, Any], fields: list[_Field], schema: pa.Schema,
-                    source: str, batch_rows: int, expected_rows: int) -> Iterator[pa.RecordBatch]:
-    import polars_avro
+def _native_batches(container: "Container", writer_schema: dict[str, Any], fields: list[_Field], schema: pa.Schema,
+                    source: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Decode with polars-avro in the decoder process, a few MB of whole blocks at a time.
 
-    avro_types = {f["name"]: f["type"] for f in writer_schema["fields"]}
-    position = 0
-    try:
-        frames = polars_avro.scan_avro(fo, batch_size=min(batch_rows, 65_536)).collect_batches(chunk_size=batch_rows)
-        for frame in frames:
-            table = frame.to_arrow()
-            yield _conform(table, fields, avro_types, schema, source, position)
-            position += table.num_rows
-    except AvroReadError:
-        raise
-    except BaseException as exc:
-        # polars-avro reports bad input as a Rust panic, which Python sees as a BaseException.
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-            raise
-        raise AvroReadError(f"{source}: unreadable after row {position} ({_describe(exc)}); "
-                            "the file is truncated or corrupt") from None
-    if position != expected_rows:
-        raise AvroReadError(f"{source}: decoded {position} rows but its blocks hold {expected_rows}; "
-                            "the file is corrupt")
-
-
-def container_row_count(fo: BinaryIO, source: str) -> int:
-    """Rows in an Avro container, from its block headers alone: seeks over the data, decompresses nothing.
-
-    Raises AvroReadError when a block is cut short or a sync marker is wrong (truncated or corrupt file).
+    Handed a whole file, polars-avro holds all of it decoded at once, and it stops quietly at the last
+    whole block of a truncated file. Fed the header plus a bounded run of blocks from our own walk of
+    the container (which checks every sync marker), memory stays flat and every block's rows are
+    accounted for. Decoding runs ahead on a thread (waiting on the other process) while the caller
+    writes the previous batches.
     """
-    _, blocks = container_blocks(fo, source)
-    return sum(count for count, _ in blocks)
+    avro_types = {f["name"]: f["type"] for f in writer_schema["fields"]}
+
+    def chunks() -> Iterator[tuple[bytes, int]]:
+        chunk: list[bytes] = []
+        size = rows = 0
+        for count, data in container.blocks:
+            chunk.append(_long_bytes(count) + _long_bytes(len(data)) + data + container.sync)
+            size, rows = size + len(data), rows + count
+            if size >= NATIVE_CHUNK_BYTES:
+                yield container.header + b"".join(chunk), rows
+                chunk, size, rows = [], 0, 0
+        if chunk:
+            yield container.header + b"".join(chunk), rows
+
+    def decoded() -> Iterator[pa.RecordBatch]:
+        position = 0
+        for chunk, rows in chunks():
+            try:
+                table = _native_decoder().decode(chunk)
+            except NativeDecoderFailed as exc:
+                raise AvroReadError(f"{source}: unreadable after row {position} ({exc}); "
+                                    "the file is truncated or corrupt") from None
+            if table.num_rows != rows:
+                raise AvroReadError(f"{source}: decoded {table.num_rows} rows where its blocks hold {rows} "
+                                    f"(after row {position}); the file is corrupt")
+            for batch in table.to_batches(max_chunksize=batch_rows):
+                yield _conform(pa.table(batch), fields, avro_types, schema, source, position)
+                position += batch.num_rows
+
+    return _read_ahead(decoded())
 
 
-def container_blocks(fo: BinaryIO, source: str, with_data: bool = False
-                     ) -> tuple[dict[str, bytes], Iterator[tuple[int, bytes | None]]]:
-    """The container's header metadata, and its blocks as (row count, compressed bytes if `with_data`)."""
+_DECODER: NativeDecoder | None = None
+
+
+def _native_decoder() -> NativeDecoder:
+    global _DECODER
+    if _DECODER is None:
+        _DECODER = NativeDecoder(batch_rows=65_536)
+    return _DECODER
+
+
+def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Produce batches on a thread, at most `depth` ahead of the consumer; errors reach the consumer."""
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        ready.put((batch, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((end, None))
+        except BaseException as exc:
+            ready.put((end, exc))
+
+    worker = threading.Thread(target=produce, name="avro-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if error is not None:
+                raise error
+            if batch is end:
+                return
+            yield batch
+    finally:
+        stop.set()
+
+
+@dataclass
+class Container:
+    """An Avro object container file: header metadata, the raw header, its sync marker, and its blocks."""
+
+    metadata: dict[str, bytes]
+    header: bytes
+    sync: bytes
+    blocks: Iterator[tuple[int, bytes]]
+
+
+def read_container(fo: BinaryIO, source: str) -> Container:
+    """Parse the header; the blocks are read lazily, each checked against the sync marker.
+
+    A block cut short or a wrong sync marker raises AvroReadError (a truncated or corrupt file).
+    """
     fo.seek(0)
     if fo.read(4) != b"Obj\x01":
-        raise AvroReadError(f"{source}: not an Avro container file")
+        raise AvroReadError(f"{source}: not an Avro container file (empty, or another format)")
     try:
         metadata = {}
         while (pairs := _read_long(fo)) != 0:
@@ -140,25 +214,39 @@ def container_blocks(fo: BinaryIO, source: str, with_data: bool = False
                 key = fo.read(_read_long(fo)).decode()
                 metadata[key] = fo.read(_read_long(fo))
         sync = fo.read(16)
-    except EOFError as exc:
-        raise AvroReadError(f"{source}: {exc} in the header; not an Avro file") from None
-    return metadata, _blocks(fo, sync, source, with_data)
+        if len(sync) != 16:
+            raise EOFError("unexpected end of file")
+    except (EOFError, UnicodeDecodeError) as exc:
+        raise AvroReadError(f"{source}: {exc} in the header; not a readable Avro file") from None
+    header_size = fo.tell()
+    fo.seek(0)
+    header = fo.read(header_size)
+    return Container(metadata, header, sync, _blocks(fo, sync, source))
 
 
-def _blocks(fo: BinaryIO, sync: bytes, source: str, with_data: bool) -> Iterator[tuple[int, bytes | None]]:
+def _blocks(fo: BinaryIO, sync: bytes, source: str) -> Iterator[tuple[int, bytes]]:
     try:
         while head := fo.read(1):
             count = _read_long(fo, head)
             size = _read_long(fo)
-            data = fo.read(size) if with_data else None
-            if not with_data:
-                fo.seek(size, 1)
-            if count < 0 or size < 0 or fo.read(16) != sync:
+            data = fo.read(size) if size >= 0 else b""
+            if count < 0 or size < 0 or len(data) != size or fo.read(16) != sync:
                 raise EOFError("block cut short or sync marker wrong")
             yield count, data
     except EOFError as exc:
         raise AvroReadError(f"{source}: {exc} after the last whole block; the file is truncated or corrupt") \
             from None
+
+
+def _long_bytes(value: int) -> bytes:
+    """Avro's zig-zag varint encoding of `value`."""
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while value & ~0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _read_long(fo: BinaryIO, first: bytes = b"") -> int:
@@ -184,7 +272,7 @@ def _conform(table: pa.Table, fields: list[_Field], avro_types: dict[str, Any], 
         column = table.column(f.column.name).combine_chunks()
         if f.column.sql_type == "JSON":
             values = [_plain(v, avro_types[f.column.name]) for v in column.to_pylist()]
-            arrays.append(pa.array(_to_json(values), pa.string()))
+            arrays.append(pa.array(_to_json(values), pa.large_string()))
         elif f.convert is not None and not (f.column.name == PERIOD_COLUMN and pa.types.is_date32(column.type)):
             try:
                 arrays.append(pa.array(f.convert(column.to_pylist()), f.column.arrow_type))
@@ -289,7 +377,7 @@ def _fields(schema: dict[str, Any], source: str) -> list[_Field]:
 def _field_for(name: str, avro_type: Any) -> _Field:
     avro_type = _non_null(avro_type)
     if isinstance(avro_type, list) or _type_name(avro_type) in _NESTED:
-        return _Field(Column(name, "JSON", pa.string()), _to_json)
+        return _Field(Column(name, "JSON", pa.large_string()), _to_json)
     base = _type_name(avro_type)
     logical = avro_type.get("logicalType") if isinstance(avro_type, dict) else None
     if (base, logical) in _LOGICAL:
@@ -297,7 +385,7 @@ def _field_for(name: str, avro_type: Any) -> _Field:
         return _Field(Column(name, sql_type, arrow_type), None)
     if logical == "decimal":
         return _Field(Column(name, "DOUBLE", pa.float64()), _to_float)
-    sql_type, arrow_type = _PRIMITIVES.get(base, ("JSON", pa.string()))
+    sql_type, arrow_type = _PRIMITIVES.get(base, ("JSON", pa.large_string()))
     return _Field(Column(name, sql_type, arrow_type), _to_json if sql_type == "JSON" else None)
 
 

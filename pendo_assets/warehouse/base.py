@@ -36,7 +36,9 @@ class WarehouseSession(Protocol):
         """
         ...
 
-    def insert(self, schema: str, table: str, batch: pa.RecordBatch | pa.Table) -> int: ...
+    def insert(self, schema: str, table: str, rows: pa.RecordBatch | pa.Table | pa.RecordBatchReader) -> int:
+        """Insert rows by column name; a reader is streamed, never held whole. Returns the rows inserted."""
+        ...
 
     def delete(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
         """Delete rows where every column equals its value (a tuple value means IN)."""

@@ -94,17 +94,14 @@ class DuckDBSession:
                     "or migrate the column's type deliberately before reloading.")
         return added
 
-    def insert(self, schema: str, table: str, batch: pa.RecordBatch | pa.Table) -> int:
-        if batch.num_rows == 0:
-            return 0
-        columns = ", ".join(quote_ident(name) for name in batch.schema.names)
-        self.conn.register("_pendo_batch", batch)
+    def insert(self, schema: str, table: str, rows: pa.RecordBatch | pa.Table | pa.RecordBatchReader) -> int:
+        columns = ", ".join(quote_ident(name) for name in rows.schema.names)
+        self.conn.register("_pendo_rows", rows)
         try:
-            self.conn.execute(f"INSERT INTO {qualified(schema, table)} ({columns}) "
-                              f"SELECT {columns} FROM _pendo_batch")
+            return self.conn.execute(f"INSERT INTO {qualified(schema, table)} ({columns}) "
+                                     f"SELECT {columns} FROM _pendo_rows").fetchone()[0]
         finally:
-            self.conn.unregister("_pendo_batch")
-        return batch.num_rows
+            self.conn.unregister("_pendo_rows")
 
     def delete(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
         clause, params = _where(where)
