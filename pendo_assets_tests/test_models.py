@@ -93,7 +93,8 @@ def test_the_sensors_lean_parse_sees_the_same_changes_as_the_full_parse(tmp_path
     from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
 
     generate(scenario="demo", out_dir=tmp_path, end_day=date(2025, 3, 1))
-    manifests = sorted(tmp_path.glob("datasync/*/*/exportmanifest.json"))
+    manifests = sorted(p for p in tmp_path.glob("datasync/*/*/exportmanifest.json")
+                       if p.parent.name not in ("account", "visitor"))
     assert len(manifests) == 3
     for path in manifests:
         full = parse_manifest(path.read_bytes(), str(path))

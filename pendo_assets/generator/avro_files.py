@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -10,8 +11,7 @@ from pathlib import Path
 from fastavro.write import Writer
 
 from pendo_assets.generator.ids import derived_fraction, sync_marker
-
-BLOCK_BYTES = 64 * 1024
+from pendo_assets.generator.spec import DEFAULT_BLOCK_BYTES
 
 
 @dataclass(frozen=True)
@@ -21,22 +21,30 @@ class WrittenFile:
     size: int
 
 
+@dataclass(frozen=True)
+class SplitLimits:
+    max_rows: int | None
+    max_bytes: int
+
+
 @dataclass
 class ExportFolder:
     """One export folder being filled; `files` lists every Avro file written into it so far."""
 
     path: Path
     codec_weights: tuple[tuple[str, int], ...]
+    block_bytes: int = DEFAULT_BLOCK_BYTES
     files: list[WrittenFile] = field(default_factory=list)
 
-    def open(self, relative_path: str, schema: dict) -> AvroSink:
-        return AvroSink(self, relative_path, schema)
-
     def write(self, relative_path: str, schema: dict, records: Iterable[dict]) -> WrittenFile:
-        sink = self.open(relative_path, schema)
+        sink = AvroSink(self, relative_path, schema)
         for record in records:
             sink.write(record)
-        return sink.close()
+        return self.add(sink.close())
+
+    def add(self, written: WrittenFile) -> WrittenFile:
+        self.files.append(written)
+        return written
 
     def codec_for(self, relative_path: str) -> str:
         codecs = [codec for codec, _ in self.codec_weights]
@@ -46,16 +54,22 @@ class ExportFolder:
 
 
 class AvroSink:
+    """One Avro file; records are encoded into blocks of `block_bytes` as they arrive."""
+
     def __init__(self, folder: ExportFolder, relative_path: str, schema: dict) -> None:
-        self._folder = folder
         self.relative_path = relative_path
-        path = folder.path / relative_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("wb")
+        self.path = folder.path / relative_path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("wb")
         self._writer = Writer(
-            self._file, schema, codec=folder.codec_for(relative_path), sync_interval=BLOCK_BYTES,
+            self._file, schema, codec=folder.codec_for(relative_path), sync_interval=folder.block_bytes,
             sync_marker=sync_marker(folder.path.name, relative_path))
         self.rows = 0
+
+    @property
+    def bytes_on_disk(self) -> int:
+        """Bytes of the blocks written so far (the block being filled is not counted yet)."""
+        return self._file.tell()
 
     def write(self, record: dict) -> None:
         self._writer.write(record)
@@ -64,42 +78,69 @@ class AvroSink:
     def close(self) -> WrittenFile:
         self._writer.flush()
         self._file.close()
-        size = (self._folder.path / self.relative_path).stat().st_size
-        written = WrittenFile(self.relative_path, self.rows, size)
-        self._folder.files.append(written)
-        return written
+        return WrittenFile(self.relative_path, self.rows, self.path.stat().st_size)
 
 
 class SplitAvroSink:
-    """Spreads rows over parts of fixed row counts; a part planned with zero rows is still written."""
+    """One logical file cut into parts at the row or byte limit; `<stem>.avro` while it is a single part,
+    `<stem>-000.avro`, `<stem>-001.avro`, ... once there are several (Pendo's `-NNN` split naming).
 
-    def __init__(self, folder: ExportFolder, parts: list[tuple[str, int]], schema: dict) -> None:
+    `empty_part_after`: once that many rows are written, a part with no rows is inserted (format spec
+    §7.1: a loader must accept a zero-row file). `always_numbered` names even a single part `-000`.
+    """
+
+    def __init__(self, folder: ExportFolder, stem: str, schema: dict, limits: SplitLimits,
+                 empty_part_after: int | None = None, always_numbered: bool = False) -> None:
         self._folder = folder
-        self._pending = list(parts)
+        self._stem = stem
         self._schema = schema
+        self._limits = limits
+        self._empty_part_after = empty_part_after
+        self._always_numbered = always_numbered
+        self._finished: list[WrittenFile] = []
         self._current: AvroSink | None = None
-        self._capacity = 0
-        self.written: list[WrittenFile] = []
+        self.rows = 0
 
     def write(self, record: dict) -> None:
-        while self._current is None or self._current.rows >= self._capacity:
-            if not self._pending:
-                raise ValueError("more rows than the planned parts hold")
-            self._open_next_part()
-        self._current.write(record)
+        if self.rows == self._empty_part_after:
+            self._start_part()
+            self._start_part()
+            self._empty_part_after = None
+        current = self._current
+        if current is None or self._is_full(current):
+            current = self._start_part()
+        current.write(record)
+        self.rows += 1
 
     def close(self) -> list[WrittenFile]:
-        while self._pending:
-            self._open_next_part()
-        self._close_current_part()
-        return self.written
-
-    def _open_next_part(self) -> None:
-        self._close_current_part()
-        relative_path, self._capacity = self._pending.pop(0)
-        self._current = self._folder.open(relative_path, self._schema)
-
-    def _close_current_part(self) -> None:
+        """Registers the parts with the folder; a file that never received a row is still written."""
+        if self._current is None and not self._finished:
+            self._start_part()
         if self._current is not None:
-            self.written.append(self._current.close())
+            self._finished.append(self._current.close())
             self._current = None
+        return [self._folder.add(part) for part in self._finished]
+
+    def _is_full(self, part: AvroSink) -> bool:
+        limits = self._limits
+        return (limits.max_rows is not None and part.rows >= limits.max_rows) or (
+            part.bytes_on_disk >= limits.max_bytes)
+
+    def _start_part(self) -> AvroSink:
+        if self._current is not None:
+            self._finished.append(self._current.close())
+        index = len(self._finished)
+        if index == 1 and not self._always_numbered:
+            self._finished[0] = _renamed(self._folder, self._finished[0], self._part_name(0))
+        name = self._part_name(index) if index or self._always_numbered else f"{self._stem}.avro"
+        self._current = AvroSink(self._folder, name, self._schema)
+        return self._current
+
+    def _part_name(self, index: int) -> str:
+        return f"{self._stem}-{index:03d}.avro"
+
+
+def _renamed(folder: ExportFolder, written: WrittenFile, relative_path: str) -> WrittenFile:
+    """The bytes (sync marker, codec) stay those chosen for the old name, which is just as deterministic."""
+    os.replace(folder.path / written.relative_path, folder.path / relative_path)
+    return WrittenFile(relative_path, written.rows, written.size)

@@ -20,7 +20,8 @@ ID_FIELDS = {MatchableKind.PAGE: "pageId", MatchableKind.FEATURE: "featureId",
              MatchableKind.TRACK_TYPE: "trackTypeId"}
 
 
-def write_definitions(world: AppWorld, plan: ExportPlan, folder: ExportFolder) -> dict[str, list[str]]:
+def write_definitions(world: AppWorld, plan: ExportPlan, folder: ExportFolder,
+                      with_drift_fields: bool) -> dict[str, list[str]]:
     """Full exports carry every definition; retroactive ones only the objects whose rules changed."""
     files: dict[str, list[str]] = {}
     for object_type, bom_key, base_name in DEFINITION_FILES:
@@ -28,7 +29,8 @@ def write_definitions(world: AppWorld, plan: ExportPlan, folder: ExportFolder) -
         if not records:
             continue
         split = base_name in world.app.split_definition_files
-        files[bom_key] = [folder.write(path, definition_schema(object_type), part).relative_path
+        schema = definition_schema(object_type, with_drift_fields)
+        files[bom_key] = [folder.write(path, schema, part).relative_path
                           for path, part in _definition_parts(base_name, records, split)]
     return files
 
@@ -69,6 +71,7 @@ def _matchable_record(world: AppWorld, matchable: Matchable, plan: ExportPlan) -
         "kind": "selector", "elementPath": rule.value}
     record["rules"] = json.dumps([rule_kind], ensure_ascii=False)
     record["group"] = matchable.group
+    record["isCoreEvent"] = matchable.group == "Core"
     if matchable.kind is MatchableKind.FEATURE:
         record["pageId"] = matchable.page_id
     return record

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pendo_assets.generator.exports import (
-    Destination, PublishedExport, listed_files, manifest_window, write_export, write_manifest)
-from pendo_assets.generator.scenarios import SCENARIOS, AppSpec, Scenario, SubscriptionSpec
-from pendo_assets.generator.schedule import plan_exports, published_by
+    DEFAULT_AZURE_ACCOUNT, Destination, DestinationKind, PublishedExport, listed_files, manifest_window,
+    write_app_manifest, write_export, write_uploading_export)
+from pendo_assets.generator.metadata_exports import ACCOUNT, VISITOR, MetadataTruth, write_metadata_exports
+from pendo_assets.generator.scenarios import SCENARIOS
+from pendo_assets.generator.schedule import plan_exports, published_by, uploading_on
 from pendo_assets.generator.truth import Truth, compute_truth
-from pendo_assets.generator.world import build_world
+from pendo_assets.generator.world import AppWorld, Calendar, build_world
 
 DEFAULT_BUCKET = "acme-pendo-exports"
 DEFAULT_OUT_DIR = Path("data/exports")
@@ -19,7 +21,19 @@ DEFAULT_SEED = 7
 
 
 @dataclass(frozen=True)
+class MissingListedFile:
+    """A file the manifest lists that is not in the bucket; `relative_path` is as listed."""
+
+    counter: int
+    day: date
+    relative_path: str
+    path: Path
+
+
+@dataclass(frozen=True)
 class GeneratedApp:
+    """`uploading_folders`: export folders present in the bucket but not (yet) in the manifest."""
+
     subscription_id: str
     application_id: str
     manifest_path: Path
@@ -29,12 +43,26 @@ class GeneratedApp:
     newly_written_exports: int
     files: int
     event_rows: int
+    missing_files: tuple[MissingListedFile, ...] = ()
+    uploading_folders: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratedSubscription:
+    """Visitor and account exports of one subscription; the pipeline does not load them yet."""
+
+    subscription_id: str
+    visitor_manifest_path: Path
+    account_manifest_path: Path
+    visitor_truth: MetadataTruth
+    account_truth: MetadataTruth
 
 
 @dataclass(frozen=True)
 class GeneratedExports:
     out_dir: Path
     apps: list[GeneratedApp]
+    subscriptions: list[GeneratedSubscription] = field(default_factory=list)
 
 
 def utc_today() -> date:
@@ -42,42 +70,65 @@ def utc_today() -> date:
 
 
 def generate(scenario: str = "demo", out_dir: Path | str = DEFAULT_OUT_DIR, end_day: date | None = None,
-             seed: int = DEFAULT_SEED, as_of: date | None = None,
-             bucket: str = DEFAULT_BUCKET) -> GeneratedExports:
-    """Write every export published up to `as_of` (default `end_day`), then each app's manifest.
+             seed: int = DEFAULT_SEED, as_of: date | None = None, bucket: str = DEFAULT_BUCKET,
+             destination: str = DestinationKind.GCS.value, azure_account: str = DEFAULT_AZURE_ACCOUNT,
+             events_per_day: int | None = None, with_truth: bool = True) -> GeneratedExports:
+    """Write every export published up to `as_of` (default `end_day`), then each manifest.
 
     The last export runs on `end_day` (default: today, UTC). Everything else comes from the simulated
-    clock, so the same arguments always give the same bytes.
+    clock, so the same arguments always give the same bytes. `events_per_day` replaces the scenario's
+    volume. Without `with_truth`, each app's truth holds definitions and row counts but no event ids,
+    which spares a second pass over the events and the memory the ids would take.
     """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(SCENARIOS))}")
     spec = SCENARIOS[scenario]
+    if events_per_day is not None:
+        spec = spec.with_events_per_day(events_per_day)
     end_day = end_day or utc_today()
     as_of = as_of or end_day
     first_export_day = end_day - timedelta(days=spec.export_days - 1)
     if not first_export_day <= as_of <= end_day:
         raise ValueError(f"as_of must lie between {first_export_day} and {end_day}")
-    destination = Destination(Path(out_dir), bucket)
-    apps = [_generate_app(scenario, spec, subscription, app, first_export_day, seed, as_of, destination)
-            for subscription in spec.subscriptions for app in subscription.apps]
-    return GeneratedExports(out_dir=Path(out_dir), apps=apps)
+    target = Destination(Path(out_dir), bucket, DestinationKind(destination), azure_account)
+    apps: list[GeneratedApp] = []
+    subscriptions: list[GeneratedSubscription] = []
+    for subscription in spec.subscriptions:
+        worlds = [build_world(seed, scenario, spec, subscription, app, first_export_day)
+                  for app in subscription.apps]
+        apps += [_generate_app(world, as_of, target, with_truth) for world in worlds]
+        if spec.metadata_exports is not None:
+            metadata = write_metadata_exports(seed, scenario, spec, subscription, worlds,
+                                              Calendar(first_export_day), as_of, target)
+            visitors, accounts = metadata[VISITOR.folder], metadata[ACCOUNT.folder]
+            subscriptions.append(GeneratedSubscription(
+                subscription.subscription_id, visitors.manifest_path, accounts.manifest_path,
+                visitors.truth, accounts.truth))
+    return GeneratedExports(out_dir=Path(out_dir), apps=apps, subscriptions=subscriptions)
 
 
-def _generate_app(scenario_name: str, spec: Scenario, subscription: SubscriptionSpec, app: AppSpec,
-                  first_export_day: date, seed: int, as_of: date, destination: Destination) -> GeneratedApp:
-    world = build_world(seed, scenario_name, spec, subscription, app, first_export_day)
-    plans = published_by(plan_exports(world), as_of)
-    published = [write_export(world, plan, destination) for plan in plans]
-    listed = manifest_window(published)
-    manifest_path = write_manifest(destination.app_dir(world), listed)
+def _generate_app(world: AppWorld, as_of: date, destination: Destination, with_truth: bool) -> GeneratedApp:
+    plans = plan_exports(world)
+    published = [write_export(world, plan, destination) for plan in published_by(plans, as_of)]
+    uploading = [write_uploading_export(world, plan, destination) for plan in uploading_on(plans, as_of)]
+    listed = manifest_window(published, lambda export: export.plan.finish_time)
+    manifest_path = write_app_manifest(world, destination, listed)
+    truth = compute_truth(world, [export.plan for export in published], with_truth,
+                          [export.manifest_entry for export in published])
+    missing = tuple(MissingListedFile(export.plan.counter, day, name, export.folder / name)
+                    for export in published for day, name in export.lost_files)
     return GeneratedApp(
-        subscription_id=subscription.subscription_id,
-        application_id=app.application_id,
+        subscription_id=world.subscription.subscription_id,
+        application_id=world.app.application_id,
         manifest_path=manifest_path,
-        truth=compute_truth(world, plans),
+        truth=truth,
         published_exports=len(published),
         manifest_exports=len(listed),
         newly_written_exports=sum(export.newly_written for export in published),
         files=sum(len(listed_files(export.manifest_entry)) for export in published),
         event_rows=sum(_event_rows(export) for export in published),
+        missing_files=missing,
+        uploading_folders=tuple(uploading),
     )
 
 

@@ -12,28 +12,30 @@ from pendo_assets.generator.world import Matchable, MatchableKind
 
 @dataclass(frozen=True)
 class RuleIndex:
-    by_rule_value: dict[MatchableKind, dict[str, tuple[Matchable, ...]]]
+    """Pendo stops matching an object once it is deleted, so deleted objects are left out."""
+
+    pages: dict[str, tuple[Matchable, ...]]
+    features: dict[str, tuple[Matchable, ...]]
+    track_types: dict[str, tuple[Matchable, ...]]
 
     @classmethod
-    def at(cls, matchables: Iterable[Matchable], moment: datetime,
-           include_deleted: bool = False) -> RuleIndex:
-        """Pendo stops matching deleted objects; the ground truth keeps their old rows: `include_deleted`."""
-        by_rule_value: dict[MatchableKind, dict[str, tuple[Matchable, ...]]] = {
-            kind: {} for kind in MatchableKind}
+    def at(cls, matchables: Iterable[Matchable], moment: datetime) -> RuleIndex:
+        by_kind: dict[MatchableKind, dict[str, tuple[Matchable, ...]]] = {kind: {} for kind in MatchableKind}
         for matchable in matchables:
-            if matchable.is_deleted_at(moment) and not include_deleted:
+            if matchable.is_deleted_at(moment):
                 continue
-            by_value = by_rule_value[matchable.kind]
+            by_value = by_kind[matchable.kind]
             value = matchable.rule_at(moment).value
             by_value[value] = by_value.get(value, ()) + (matchable,)
-        return cls(by_rule_value)
+        return cls(by_kind[MatchableKind.PAGE], by_kind[MatchableKind.FEATURE],
+                   by_kind[MatchableKind.TRACK_TYPE])
 
     def matches(self, event: Event, version: DayVersion) -> Iterator[Matchable]:
-        if event.resolves_at_finalization and version is DayVersion.UNFINALIZED:
+        if not event.resolution.matches_in(version):
             return
         if event.url_path is not None:
-            yield from self.by_rule_value[MatchableKind.PAGE].get(event.url_path, ())
+            yield from self.pages.get(event.url_path, ())
         if event.element_path is not None and event.record["eventType"] in FEATURE_EVENT_TYPES:
-            yield from self.by_rule_value[MatchableKind.FEATURE].get(event.element_path, ())
+            yield from self.features.get(event.element_path, ())
         if event.track_name is not None:
-            yield from self.by_rule_value[MatchableKind.TRACK_TYPE].get(event.track_name, ())
+            yield from self.track_types.get(event.track_name, ())

@@ -68,6 +68,19 @@ GUIDE_FIELDS = (
 )
 DEFINITION_FIELDS = {"Page": PAGE_FIELDS, "Feature": FEATURE_FIELDS, "TrackType": TRACK_TYPE_FIELDS,
                      "Guide": GUIDE_FIELDS}
+DEFINITION_DRIFT_FIELDS = {"Page": (("isCoreEvent", "boolean", True),),
+                           "Feature": (("isCoreEvent", "boolean", True),)}
+METADATA_SCHEMA_FIELDS = (
+    ("group", "string", False),
+    ("name", "string", False),
+    ("displayName", "string", True),
+    ("type", "string", False),
+    ("elementType", "string", True),
+    ("elementFormat", "string", True),
+    ("isDeleted", "boolean", False),
+    ("isPerApp", "boolean", False),
+    ("avroFieldName", "string", False),
+)
 
 
 def _record_schema(name: str, fields: tuple) -> dict:
@@ -86,11 +99,23 @@ def _field(name: str, avro_type: object, nullable: bool) -> dict:
 
 
 @cache
-def event_schema(matched: bool, with_session_id: bool) -> dict:
-    fields = EVENT_FIELDS + (DRIFT_FIELDS if with_session_id else ()) + (MATCHED_FIELDS if matched else ())
+def event_schema(matched: bool, with_drift_fields: bool) -> dict:
+    fields = EVENT_FIELDS + (DRIFT_FIELDS if with_drift_fields else ()) + (MATCHED_FIELDS if matched else ())
     return _record_schema("MatchedEvent" if matched else "Event", fields)
 
 
 @cache
-def definition_schema(object_type: str) -> dict:
-    return _record_schema(f"{object_type}Definition", DEFINITION_FIELDS[object_type])
+def definition_schema(object_type: str, with_drift_fields: bool = False) -> dict:
+    drift = DEFINITION_DRIFT_FIELDS.get(object_type, ()) if with_drift_fields else ()
+    return _record_schema(f"{object_type}Definition", DEFINITION_FIELDS[object_type] + drift)
+
+
+@cache
+def metadata_schema_schema() -> dict:
+    return _record_schema("MetadataField", METADATA_SCHEMA_FIELDS)
+
+
+def wide_metadata_schema(record_name: str, columns: tuple[tuple[str, object], ...]) -> dict:
+    """Visitor or account rows: `id`, then one nullable column per metadata field."""
+    return _record_schema(record_name, (("id", "string", False),
+                                        *((name, avro_type, True) for name, avro_type in columns)))

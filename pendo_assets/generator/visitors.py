@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from pendo_assets.generator.ids import url_safe_token
 
@@ -50,13 +51,25 @@ class Visitor:
     def is_anonymous(self) -> bool:
         return self.visitor_id.startswith(ANONYMOUS_PREFIX)
 
+    @cached_property
+    def client_fields(self) -> tuple[object, ...]:
+        """userAgent, browser, language, remoteIp, country, region, latitude, longitude, version."""
+        return (self.user_agent, self.browser, self.language, self.remote_ip, self.country, self.region,
+                self.latitude, self.longitude, self.agent_version)
+
 
 def anonymous_visitor_id(rng: random.Random) -> str:
     return ANONYMOUS_PREFIX + url_safe_token(rng, 11)
 
 
-def build_visitors(rng: random.Random, count: int) -> tuple[Visitor, ...]:
-    return tuple(_visitor(rng, index) for index in range(count))
+def build_visitors(rng: random.Random, count: int, case_twins: bool = False) -> tuple[Visitor, ...]:
+    """With `case_twins`, two known visitors have ids that differ only in case, as Pendo allows."""
+    visitors = [_visitor(rng, index) for index in range(count)]
+    known = [index for index, visitor in enumerate(visitors) if not visitor.is_anonymous]
+    if case_twins and len(known) >= 2:
+        first, second = known[:2]
+        visitors[second] = replace(visitors[second], visitor_id=visitors[first].visitor_id.upper())
+    return tuple(visitors)
 
 
 def _visitor(rng: random.Random, index: int) -> Visitor:

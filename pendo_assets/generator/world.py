@@ -9,7 +9,7 @@ from enum import Enum
 from typing import TypeVar
 
 from pendo_assets.generator.ids import derived_rng, pendo_id
-from pendo_assets.generator.scenarios import AppSpec, Scenario, SubscriptionSpec
+from pendo_assets.generator.spec import AppSpec, Lifecycle, Scenario, SubscriptionSpec
 from pendo_assets.generator.visitors import Visitor, build_visitors
 
 
@@ -216,7 +216,7 @@ def build_world(seed: int, scenario_name: str, scenario: Scenario, subscription:
         calendar=calendar,
         matchables=matchables,
         guides=_guides(id_rng, app, calendar),
-        visitors=build_visitors(derived_rng(*key, "visitors"), app.visitors),
+        visitors=build_visitors(derived_rng(*key, "visitors"), app.visitors, scenario.case_twin_ids),
     )
 
 
@@ -240,24 +240,34 @@ def _matchable(rng: random.Random, kind: MatchableKind, index: int, name: str, v
     )
 
 
-def _retagged(matchable: Matchable, new_value: str, scenario: Scenario, calendar: Calendar) -> Matchable:
+def _retagged(matchable: Matchable, new_value: str, lifecycle: Lifecycle, calendar: Calendar) -> Matchable:
     """The UI moved to `new_value` a few days before the tag followed, so both rules match something."""
-    lifecycle = scenario.lifecycle
     shipped = calendar.date_of(lifecycle.rule_change_day - lifecycle.ui_change_lead_days)
     old_value = matchable.rules[0].value
+    changed_at = calendar.moment(lifecycle.rule_change_day, lifecycle.rule_change_hour)
     return replace(
         matchable,
-        rules=matchable.rules + (RuleVersion(calendar.moment(lifecycle.rule_change_day, 12), new_value),),
+        rules=matchable.rules + (RuleVersion(changed_at, new_value),),
         ui=(UiPresence(old_value, until_day=shipped), UiPresence(new_value, first_day=shipped)),
     )
+
+
+def _case_twin(matchable: Matchable, twin_of: Matchable) -> Matchable:
+    """Ids that differ only in case collide as file names on case-insensitive file systems."""
+    return replace(matchable, matchable_id=twin_of.matchable_id.swapcase())
 
 
 def _pages(rng: random.Random, scenario: Scenario, app: AppSpec, calendar: Calendar) -> tuple[Matchable, ...]:
     pages = [_matchable(rng, MatchableKind.PAGE, index, name, path, calendar)
              for index, (name, path) in enumerate(_catalog(PAGE_CATALOG, app.pages))]
-    renamed_at = calendar.moment(scenario.lifecycle.rename_day, 4)
-    pages[0] = replace(pages[0], names=pages[0].names + (NameChange(renamed_at, RENAMED_PAGE_NAME),))
-    pages[1] = _retagged(pages[1], pages[1].rules[0].value + "/v2", scenario, calendar)
+    lifecycle = scenario.lifecycle
+    if lifecycle.rename_day is not None:
+        renamed_at = calendar.moment(lifecycle.rename_day, 4)
+        pages[0] = replace(pages[0], names=pages[0].names + (NameChange(renamed_at, RENAMED_PAGE_NAME),))
+    if lifecycle.rule_change_day is not None:
+        pages[1] = _retagged(pages[1], pages[1].rules[0].value + "/v2", lifecycle, calendar)
+    if scenario.case_twin_ids:
+        pages[3] = _case_twin(pages[3], pages[2])
     return tuple(pages)
 
 
@@ -266,14 +276,20 @@ def _features(rng: random.Random, scenario: Scenario, app: AppSpec, calendar: Ca
     features = [replace(_matchable(rng, MatchableKind.FEATURE, index, name, selector, calendar),
                         page_id=_feature_page_id(pages, index))
                 for index, (name, selector) in enumerate(_catalog(FEATURE_CATALOG, app.features))]
-    features[0] = _retagged(features[0], features[0].rules[0].value + ".v2", scenario, calendar)
     lifecycle = scenario.lifecycle
-    retired = features[1]
-    features[1] = replace(
-        retired,
-        ui=(UiPresence(retired.rules[0].value, until_day=calendar.date_of(lifecycle.retired_feature_day)),),
-        deleted_at=calendar.moment(lifecycle.deleted_feature_day, 4),
-    )
+    if lifecycle.rule_change_day is not None:
+        features[0] = _retagged(features[0], features[0].rules[0].value + ".v2", lifecycle, calendar)
+    if lifecycle.retired_feature_day is not None:
+        retired = features[1]
+        deleted_day = lifecycle.deleted_feature_day
+        features[1] = replace(
+            retired,
+            ui=(UiPresence(retired.rules[0].value,
+                           until_day=calendar.date_of(lifecycle.retired_feature_day)),),
+            deleted_at=None if deleted_day is None else calendar.moment(deleted_day, 4),
+        )
+    if scenario.case_twin_ids:
+        features[3] = _case_twin(features[3], features[2])
     return tuple(features)
 
 
