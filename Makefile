@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
 export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
-.PHONY: install demo ui test lock clean
+.PHONY: install demo ui test bench lock clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Speed and memory against the machine's floors (minutes; inputs are generated once into benchmarks/.data).
+bench: install
+	$(BIN)/python -m benchmarks.load --rows 2000000 --rows 8000000
+	$(BIN)/python -m benchmarks.sensor
+	$(BIN)/python -m benchmarks.backfill
 
 # Re-resolve the pinned environment from pyproject.toml (needs the package registries).
 lock:
