@@ -25,6 +25,7 @@ from pendo_assets.stores.base import ExportStore, MissingExportFile
 from pendo_assets.warehouse.base import SchemaConflict, Warehouse, WarehouseSession
 from pendo_assets.warehouse.bookkeeping import (LoadLogRow, exports_for_day, exports_with_definitions,
                                                 record_manifest, write_load_log)
+from pendo_assets.warehouse.sql import qualified, quote_ident
 
 MATCHABLE_COLUMN = "matchableId"
 PROGRESS_EVERY_ROWS = 500_000
@@ -108,8 +109,8 @@ def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTab
     if not table.is_matched:
         return total, {}
     rows = session.query(
-        f'SELECT "{MATCHABLE_COLUMN}", count(*) FROM "{app.schema_name}"."{table.value}" '
-        f'WHERE "{PERIOD_COLUMN}" = ? GROUP BY 1', [day])
+        f"SELECT {quote_ident(MATCHABLE_COLUMN)}, count(*) FROM {qualified(app.schema_name, table.value)} "
+        f"WHERE {quote_ident(PERIOD_COLUMN)} = ? GROUP BY 1", [day])
     per_matchable: dict[str, int] = {}
     for matchable_id, count in rows:
         bare = str(matchable_id).split("/", 1)[-1]

@@ -71,10 +71,6 @@ class _Field:
     convert: Callable[[list[Any]], list[Any]] | None
 
 
-def columns_from_schema(schema: dict[str, Any], source: str) -> list[Column]:
-    return [f.column for f in _fields(schema, source)]
-
-
 def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS, decoder: str = "auto"
                  ) -> tuple[list[Column], Iterator[pa.RecordBatch]]:
     """Open `fo` (seekable) and return its columns plus a lazy iterator of record batches.

@@ -18,7 +18,7 @@ from pendo_assets.pendo.models import (AllEventsSlice, BillOfMaterials, ExportEn
                                        MatchedSlice, Period)
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, MatchableType
 from pendo_assets.warehouse.base import WarehouseSession
-from pendo_assets.warehouse.sql import qualified
+from pendo_assets.warehouse.sql import qualified, quote_ident
 
 SCHEMA = "PENDO_DATASYNC"
 CATALOG = "EXPORT_CATALOG"
@@ -63,7 +63,7 @@ class LoadLogRow:
 
 
 def ensure_bookkeeping(session: WarehouseSession) -> None:
-    session.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
+    session.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}")
     for table, columns in _DDL.items():
         session.execute(f"CREATE TABLE IF NOT EXISTS {qualified(SCHEMA, table)} ({columns})")
 
