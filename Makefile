@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
 export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
-.PHONY: install demo ui test bench lock clean
+.PHONY: install demo ui test crash-test bench lock clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# SIGKILL a real sync at every named point of a load (make test kills at a few); about 6 minutes.
+crash-test: install
+	PENDO_CRASH_TEST=all $(BIN)/python -m pytest -q pendo_assets_tests/test_crash_safety.py
 
 # Speed and memory against the machine's floors (minutes; inputs are generated once into benchmarks/.data).
 bench: install

@@ -109,13 +109,22 @@ def run_sync(args: argparse.Namespace) -> int:
 def sync(settings) -> SyncSummary:
     import dagster as dg
 
+    from pendo_assets.sync_lock import exclusive_sync, fail_orphaned_sync_runs
+
+    home = ensure_dagster_home()
+    with exclusive_sync(home), dg.DagsterInstance.get() as instance:
+        for message in fail_orphaned_sync_runs(instance):
+            print(f"recovered: {message}")
+        return _sync_locked(settings, instance)
+
+
+def _sync_locked(settings, instance) -> SyncSummary:
     from pendo_assets.defs.pending import pending_work
     from pendo_assets.definitions import build_app_assets_for, build_definitions
     from pendo_assets.loading.loader import LoadError, read_manifest
     from pendo_assets.stores import open_export_store
+    from pendo_assets.sync_lock import sync_run_tags
 
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
     partitions, apps = build_app_assets_for(settings)
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     store = open_export_store(settings.exports)
@@ -134,12 +143,13 @@ def sync(settings) -> SyncSummary:
         work = pending_work(app_assets, manifest.exports, partitions, instance)
         requests = work.run_requests()
         print(f"{app_assets.app.label}: {len(manifest.exports)} export(s) in the manifest, {len(requests)} run(s) to do")
-        if work.outside_partitions:
-            print(f"  skipped {len(work.outside_partitions)} day(s) before PENDO_FIRST_DAY={settings.first_day}")
+        warning = work.outside_partitions_warning()
+        if warning:
+            print(f"  warning: {warning}")
         for request in requests:
             result = job.execute_in_process(
                 instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
-                tags={**request.tags, "pendo/trigger": "pendo-datasync sync"}, run_config=QUIET_RUN_CONFIG,
+                tags={**request.tags, **sync_run_tags()}, run_config=QUIET_RUN_CONFIG,
                 raise_on_error=False)
             summary.runs += 1
             _record(summary, label, instance, result)

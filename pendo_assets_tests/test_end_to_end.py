@@ -13,9 +13,11 @@ import dagster as dg
 import pytest
 
 from pendo_assets.cli import run_check_evaluations, step_failures
-from pendo_assets.definitions import build_definitions
+from pendo_assets.definitions import build_app_assets_for, build_definitions
+from pendo_assets.defs.pending import pending_work
 from pendo_assets.defs.assets import app_key_prefix
 from pendo_assets.generator import generate
+from pendo_assets.pendo.models import parse_manifest
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
@@ -203,3 +205,24 @@ def test_a_failing_count_check_fails_the_run_and_names_the_numbers(settings):
     assert [e.asset_key.path[-1] for e in failed] == ["matchedpageevents"]
     off = failed[0].metadata["matchables_off (expected, actual)"].value
     assert off[page_id] == [page["eventCount"], 0] and off["someOtherPage"] == [0, len(records)]
+
+
+def test_days_without_a_partition_are_named_with_their_exports_and_not_requested(tmp_path):
+    settings = Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "w.duckdb"),
+                                 first_day=END_DAY - timedelta(days=3))
+    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    manifest_path = Path(generated.apps[0].manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    latest = manifest["exports"][-1]
+    latest["timeDependent"].append({"periodId": "2099-01-01T00:00:00Z", "allEvents": {"files": [], "eventCount": 0}})
+    manifest_path.write_text(json.dumps(manifest))
+    partitions, (app_assets,) = build_app_assets_for(settings)
+
+    with dg.instance_for_test() as instance:
+        work = pending_work(app_assets, parse_manifest(manifest_path.read_bytes(), "m").exports, partitions, instance)
+
+    warning = work.outside_partitions_warning()
+    assert f"before the first partition ({END_DAY - timedelta(days=3)})" in warning, warning
+    assert f"after the last complete UTC day, 2099-01-01 .. 2099-01-01 in exports {latest['counter']}," in warning
+    assert generated.apps[0].application_id in warning
+    assert work.days and all(partitions.has_partition_key(day.isoformat()) for day in work.days)

@@ -1,7 +1,9 @@
+from dataclasses import replace
+
 import pytest
 
 from pendo_assets.pendo.models import ManifestError
-from pendo_assets.pendo.paths import check_relative_name, export_folder
+from pendo_assets.pendo.paths import check_relative_name, expected_bucket, export_folder
 from pendo_assets.pendo.tables import AppLocation
 from pendo_assets_tests.builders import export
 
@@ -39,3 +41,12 @@ def test_root_url_pointing_elsewhere_is_refused(root_url):
 def test_root_url_in_another_bucket_is_refused_when_the_bucket_is_known():
     with pytest.raises(ManifestError, match="names bucket 'bucket'"):
         export_folder(APP, export(4), expected_bucket="customer-bucket")
+
+
+def test_a_local_copy_expects_the_bucket_most_exports_name():
+    entries = [export(1), export(2), replace(export(3), root_url="gs://elsewhere/datasync/1/-323232/export3")]
+    assert expected_bucket(None, entries) == "bucket"
+    assert expected_bucket("customer-bucket", entries) == "customer-bucket"
+    assert expected_bucket(None, [replace(export(1), root_url="/local/datasync/1/-323232/export1")]) is None
+    with pytest.raises(ManifestError, match="names bucket 'elsewhere', but this app's exports live in bucket 'bucket'"):
+        export_folder(APP, entries[2], expected_bucket(None, entries))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import duckdb
 import pytest
 
 from pendo_assets.generator import generate
+from pendo_assets.sync_lock import LOCK_FILE
 from pendo_assets_tests.test_end_to_end import END_DAY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +79,24 @@ def test_help_documents_the_commands_and_settings(environment):
     assert result.returncode == 0
     for text in ("sync", "generate", "apps", "PENDO_EXPORTS", "PENDO_WAREHOUSE", "PENDO_FIRST_DAY", "DAGSTER_HOME"):
         assert text in result.stdout
+
+
+def test_two_syncs_started_together_load_each_day_once(environment):
+    """The second sync waits for the first's lock, then finds nothing left: no day is loaded twice."""
+    env = {**environment, "PYTHONUNBUFFERED": "1"}
+    with open(Path(environment["DAGSTER_HOME"]) / LOCK_FILE, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        syncs = [subprocess.Popen([str(BIN / "pendo-datasync"), "sync"], cwd=REPO, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+        waiting = [sync.stdout.readline() for sync in syncs]
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    outputs = [sync.communicate(timeout=600)[0] for sync in syncs]
+
+    assert all("waiting for it to finish" in line for line in waiting), waiting
+    assert [sync.returncode for sync in syncs] == [0, 0], outputs
+    assert sorted(", 0 run(s) to do" in output for output in outputs) == [False, True], outputs
+    with duckdb.connect(environment["PENDO_WAREHOUSE"], read_only=True) as conn:
+        loads = conn.execute('SELECT table_name, period_day, export_counter, matchable_id, count(DISTINCT run_id) '
+                             'FROM "PENDO_DATASYNC"."LOAD_LOG" GROUP BY ALL HAVING count(DISTINCT run_id) > 1'
+                             ).fetchall()
+    assert loads == []

@@ -30,7 +30,26 @@ class PendingWork:
     app_assets: AppAssets
     definitions: dict[DefinitionTable, set[int]] = field(default_factory=dict)
     days: dict[date, DayWork] = field(default_factory=dict)
-    outside_partitions: set[date] = field(default_factory=set)
+    outside_partitions: dict[date, set[int]] = field(default_factory=dict)
+
+    def outside_partitions_warning(self) -> str | None:
+        """Days of the exports that have no partition, by cause, with the exports that carry them."""
+        if not self.outside_partitions:
+            return None
+        partitions = self.app_assets.events.partitions_def
+        first = date.fromisoformat(partitions.get_first_partition_key())
+        parts = []
+        for label, days, advice in (
+                (f"before the first partition ({first})", [d for d in self.outside_partitions if d < first],
+                 "to load them, lower PENDO_FIRST_DAY, then backfill them or run `pendo-datasync sync`"),
+                ("after the last complete UTC day", [d for d in self.outside_partitions if d >= first],
+                 "Pendo's days are UTC dates, so the export or this machine's clock is wrong; once the day is "
+                 "complete, backfill it or run `pendo-datasync sync`")):
+            if days:
+                counters = sorted({c for d in days for c in self.outside_partitions[d]})
+                parts.append(f"{len(days)} day(s) {label}, {min(days)} .. {max(days)} in exports "
+                             f"{', '.join(map(str, counters))}, were not requested; {advice}")
+        return f"{self.app_assets.app.label}: " + "; ".join(parts) + "."
 
     @property
     def definition_counters(self) -> list[int]:
@@ -88,7 +107,7 @@ def pending_work(app_assets: AppAssets, entries: Iterable[ExportEntry], partitio
                 work.definitions.setdefault(table, set()).add(entry.counter)
         for day, tables in tables_touched(entry).items():
             if not partitions.has_partition_key(day.isoformat()):
-                work.outside_partitions.add(day)
+                work.outside_partitions.setdefault(day, set()).add(entry.counter)
                 continue
             for table in tables:
                 if entry.counter not in loaded.get(app_assets.event_key(table), day):

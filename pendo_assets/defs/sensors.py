@@ -38,11 +38,9 @@ def build_manifest_sensor(app_assets: AppAssets, partitions: dg.PartitionsDefini
         handled = cursor.get("exports", {})
         new = [e for e in manifest.exports if handled.get(str(e.counter)) != e.folder_name]
         work = pending_work(app_assets, new, partitions, context.instance)
-        if work.outside_partitions:
-            context.log.warning(
-                f"{app.label}: {len(work.outside_partitions)} day(s) outside the partitions "
-                f"({min(work.outside_partitions)} .. {max(work.outside_partitions)}) were not requested; "
-                "lower PENDO_FIRST_DAY to load them.")
+        warning = work.outside_partitions_warning()
+        if warning:
+            context.log.warning(warning)
         requests = work.run_requests()
         new_cursor = json.dumps({"fingerprint": fingerprint,
                                  "exports": {str(e.counter): e.folder_name for e in manifest.exports}})

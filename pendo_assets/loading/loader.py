@@ -16,9 +16,12 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DAY_DELETED,
+                                               DEFINITIONS_COMMITTED, DEFINITIONS_DELETED, FILE_INSERTED,
+                                               LOAD_LOG_WRITTEN, MANIFEST_READ, TABLE_REPLACED, crash_point)
 from pendo_assets.pendo.avro import PERIOD_COLUMN, AvroReadError, Column, read_batches
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
-from pendo_assets.pendo.paths import export_file_path, export_folder
+from pendo_assets.pendo.paths import expected_bucket, export_file_path, export_folder
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore, MissingExportFile
@@ -28,6 +31,7 @@ from pendo_assets.warehouse.bookkeeping import (LoadLogRow, exports_for_day, exp
 from pendo_assets.warehouse.sql import qualified, quote_ident
 
 MATCHABLE_COLUMN = "matchableId"
+EVENT_ID_COLUMN = "eventId"
 PROGRESS_EVERY_ROWS = 500_000
 
 Progress = Callable[[str], None]
@@ -64,12 +68,15 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
              tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None
              ) -> dict[EventTable, TableLoad]:
     manifest = read_manifest(store, app)
-    folders = _folders(store, app, manifest.exports)
+    bucket = expected_bucket(store.bucket, manifest.exports)
+    folders = _folders(app, manifest.exports, bucket)
     tables = sorted(set(tables), key=list(EventTable).index)
+    crash_point(MANIFEST_READ)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
+        crash_point(CATALOG_WRITTEN)
         cataloged = exports_for_day(session, app, day)
-        folders.update(_folders(store, app, cataloged))
+        folders.update(_folders(app, cataloged, bucket))
         plan = plan_day(cataloged, day)
         _require_files(store, app, folders, [s for t in tables for s in plan.tables[t].slices])
         results, log = {}, []
@@ -77,7 +84,10 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
             results[table], table_log = _replace_table_day(session, store, app, folders, plan.tables[table],
                                                            progress)
             log.extend(table_log)
+            crash_point(TABLE_REPLACED)
         write_load_log(session, app, run_id, log)
+        crash_point(LOAD_LOG_WRITTEN)
+    crash_point(DAY_COMMITTED)
     return results
 
 
@@ -85,17 +95,19 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                      tables: Iterable[DefinitionTable], run_id: str, progress: Progress = lambda _: None
                      ) -> dict[DefinitionTable, TableLoad]:
     manifest = read_manifest(store, app)
-    folders = _folders(store, app, manifest.exports)
+    bucket = expected_bucket(store.bucket, manifest.exports)
+    folders = _folders(app, manifest.exports, bucket)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
-        folders.update(_folders(store, app, cataloged))
+        folders.update(_folders(app, cataloged, bucket))
         plans = plan_definitions(cataloged)
         results, log = {}, []
         for table in tables:
             results[table], table_log = _rebuild_definitions(session, store, app, folders, plans[table], progress)
             log.extend(table_log)
         write_load_log(session, app, run_id, log)
+    crash_point(DEFINITIONS_COMMITTED)
     return results
 
 
@@ -118,9 +130,9 @@ def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTab
     return total, per_matchable
 
 
-def _folders(store: ExportStore, app: AppLocation, entries: Iterable[ExportEntry]) -> dict[int, str]:
+def _folders(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | None) -> dict[int, str]:
     try:
-        return {e.counter: export_folder(app, e, store.bucket) for e in entries}
+        return {e.counter: export_folder(app, e, bucket) for e in entries}
     except ManifestError as exc:
         raise LoadError(f"{exc}. Nothing was loaded.") from None
 
@@ -145,6 +157,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
     result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by)
     if session.table_columns(schema, table) is not None:
         session.delete(schema, table, {PERIOD_COLUMN: plan.day})
+    crash_point(DAY_DELETED)
     log = []
     for s in plan.slices:
         if s.matchable_id is not None:
@@ -170,12 +183,14 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
                     raise
                 loaded = checked.rows
             result.files += 1
+            crash_point(FILE_INSERTED)
         if s.event_count is not None and loaded != s.event_count:
             raise LoadError(
                 f"{app.label}, {s.describe()}: the bill of materials says eventCount={s.event_count} but the "
                 f"files hold {loaded} rows ({', '.join(s.files)}); the day was not changed.")
         result.rows += loaded
         log.append(LoadLogRow(table, plan.day, s.counter, s.matchable_id, s.files, s.event_count, loaded))
+    _require_unique_events(session, app, plan)
     result.columns = session.table_columns(schema, table) or {}
     progress(f"{table} {plan.day}: {result.rows:,} rows from {len(plan.slices)} slice(s), {result.files} file(s)")
     return result, log
@@ -190,6 +205,7 @@ def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: App
         return result, []
     if session.table_columns(schema, table) is not None:
         session.delete(schema, table, {})
+    crash_point(DEFINITIONS_DELETED)
     log = []
     sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
     for source_export in sources:
@@ -263,6 +279,7 @@ class _CheckedBatches:
                                   f"reading {self.source}")
                     self.next_report += PROGRESS_EVERY_ROWS
                 yield batch
+                crash_point(BATCH_INSERTED)
         except Exception as exc:
             # The warehouse sees only that its input stream failed; keep the error that says why.
             self.error = LoadError(f"{self.app.label}, {self.slice.describe()}: {exc}. The day was not changed.") \
@@ -284,6 +301,26 @@ def _require_day(batch: pa.RecordBatch, day: date, app: AppLocation, s: Slice, s
     if wrong or nulls:
         raise LoadError(f"{app.label}, {s.describe()}: {source} holds {wrong + nulls} row(s) whose {PERIOD_COLUMN} "
                         f"is not {day}; the day was not changed.")
+
+
+def _require_unique_events(session: WarehouseSession, app: AppLocation, plan: TableDayPlan) -> None:
+    """Pendo's key is (periodId, eventId), plus matchableId in matched tables: a repeat means a bad export."""
+    columns = session.table_columns(app.schema_name, plan.table.value) or {}
+    if EVENT_ID_COLUMN not in columns or not plan.slices:
+        return
+    key = [EVENT_ID_COLUMN] + ([MATCHABLE_COLUMN] if plan.table.is_matched else [])
+    key_sql = ", ".join(quote_ident(c) for c in key)
+    repeated = session.query(
+        f"SELECT {key_sql}, count(*) AS n FROM {qualified(app.schema_name, plan.table.value)} "
+        f"WHERE {quote_ident(PERIOD_COLUMN)} = ? GROUP BY {key_sql} HAVING count(*) > 1 ORDER BY n DESC, {key_sql} "
+        "LIMIT 3", [plan.day])
+    if repeated:
+        examples = ", ".join(f"{'/'.join(map(str, r[:-1]))} x{r[-1]}" for r in repeated)
+        files = "; ".join(f"{s.describe()}: {', '.join(s.files)}" for s in plan.slices if s.files)
+        raise LoadError(
+            f"{app.label}, {plan.table.value} day {plan.day}: the same {' + '.join(key)} appears more than once "
+            f"(e.g. {examples}), but Pendo's events are unique per day; loaded from {files}. "
+            "The day was not changed; ask Pendo to re-export the day.")
 
 
 def _id_column(table: DefinitionTable, batches: list[pa.RecordBatch]) -> str:

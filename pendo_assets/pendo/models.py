@@ -208,7 +208,10 @@ def _parse_matched(data: Any, where: str) -> MatchedSlice:
         matchable_type = MatchableType(type_name)
     except ValueError:
         known = ", ".join(t.value for t in MatchableType)
-        raise ManifestError(f"{where}: unknown matched type {type_name!r} in {key!r} (known: {known})") from None
+        raise ManifestError(
+            f"{where}: unknown matched type {type_name!r} in {key!r} (known: {known}), files {data.get('files')!r}. "
+            "Loading the other tables alone would leave these days silently incomplete, so nothing of this app "
+            "is loaded until pendo-datasync knows the type") from None
     if not matchable_id:
         raise ManifestError(f"{where}: empty matchable id in {key!r}")
     return MatchedSlice(matchable_type=matchable_type, matchable_id=matchable_id,

@@ -7,6 +7,8 @@ export or bucket, so it is refused.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from pendo_assets.pendo.models import ExportEntry, ManifestError
@@ -53,8 +55,21 @@ def export_folder(app: AppLocation, entry: ExportEntry, expected_bucket: str | N
     if expected_bucket is not None and parts.scheme not in ("", "file") and parts.netloc != expected_bucket:
         raise ManifestError(
             f"{where}: rootUrl {entry.root_url!r} names bucket {parts.netloc!r}, "
-            f"but the exports are read from {expected_bucket!r}")
+            f"but this app's exports live in bucket {expected_bucket!r}")
     return f"{app.folder}/{entry.folder_name}"
+
+
+def expected_bucket(store_bucket: str | None, entries: Iterable[ExportEntry]) -> str | None:
+    """The bucket every rootUrl must name: the store's own, or for a local copy the one most exports name.
+
+    A local copy cannot know which bucket it came from, but one export naming a different bucket
+    than the rest is a manifest pointing somewhere it should not, and is refused like any other.
+    """
+    if store_bucket is not None:
+        return store_bucket
+    named = Counter(urlsplit(e.root_url).netloc for e in entries
+                    if e.root_url and urlsplit(e.root_url).scheme not in ("", "file"))
+    return named.most_common(1)[0][0] if named else None
 
 
 def export_file_path(folder: str, name: str, where: str) -> str:

@@ -1,0 +1,67 @@
+"""One `pendo-datasync sync` at a time per Dagster instance, and recovery from one that was killed.
+
+Two syncs started together would compute the same pending work from Dagster's history and load every
+day twice (correctly, since a day is replaced in one transaction, but for nothing). So a sync holds an
+exclusive lock on a file in DAGSTER_HOME; a second one waits, then finds nothing left to do.
+
+A sync killed mid-run (SIGKILL, OOM, power cut) leaves its run STARTED and its slot in the warehouse
+pool claimed, which would block every later run. Holding the lock, any sync run still unfinished on
+this host belongs to a dead process: it is marked failed and its slot freed, and its days, never
+recorded as materialized, are simply pending again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import dagster as dg
+
+LOCK_FILE = "pendo-datasync-sync.lock"
+SYNC_TRIGGER = "pendo-datasync sync"
+TRIGGER_TAG = "pendo/trigger"
+HOST_TAG = "pendo/sync_host"
+PID_TAG = "pendo/sync_pid"
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def sync_run_tags() -> dict[str, str]:
+    return {TRIGGER_TAG: SYNC_TRIGGER, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+@contextmanager
+def exclusive_sync(home: Path, say: Callable[[str], None] = print) -> Iterator[None]:
+    with open(home / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            say(f"another pendo-datasync sync holds {lock.name} (pid {holder}); waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def fail_orphaned_sync_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark this host's unfinished sync runs failed and free their pool slots; call only holding the lock."""
+    host = socket.gethostname()
+    orphans = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED, tags={TRIGGER_TAG: SYNC_TRIGGER, HOST_TAG: host}))
+    messages = []
+    for run in orphans:
+        message = (f"run {run.run_id} of {SYNC_TRIGGER} (pid {run.tags.get(PID_TAG, '?')} on {host}) ended without "
+                   "finishing; its days are pending again and this sync loads them")
+        instance.report_run_failed(run, message)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        messages.append(message)
+    return messages
