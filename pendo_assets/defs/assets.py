@@ -24,6 +24,8 @@ WAREHOUSE_POOL = "pendo_warehouse"
 DAYS_PER_BACKFILL_RUN = 31
 COUNT_CHECK = "eventcount_matches_bom"
 LOADED_COUNTERS = "pendo/export_counters"
+# counter=folder of each export a load included: a rewritten manifest may give a counter a new folder.
+LOADED_EXPORTS = "pendo/export_folders"
 
 _EVENT_DESCRIPTIONS = {
     EventTable.ALLEVENTS: "Every raw event of the day, including guide events and events no rule matches.",
@@ -169,6 +171,7 @@ def _table_metadata(result: TableLoad) -> dict[str, object]:
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, data_type.lower()) for name, data_type in result.columns.items()]),
         LOADED_COUNTERS: ",".join(map(str, result.touched_by)),
+        LOADED_EXPORTS: ",".join(f"{c}={result.export_folders[c]}" for c in result.touched_by),
         "files": result.files,
         "added_columns": ", ".join(result.added_columns) or "none",
     }

@@ -1,19 +1,20 @@
 """Which (table, day) pairs new manifest entries affect and that are not loaded yet.
 
 Shared by the sensor and the headless `sync`, so both agree on what is left to do. "Loaded" is read
-from Dagster's own materialization history: each materialization records the export counters its
-plan included, so work done by `pendo-datasync sync` is not requested again by the sensor.
+from Dagster's own materialization history: each materialization records the exports (counter and
+folder) its plan included, so work done by `pendo-datasync sync` is not requested again by the sensor.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Iterable
 
 import dagster as dg
 
-from pendo_assets.defs.assets import DAYS_PER_BACKFILL_RUN, LOADED_COUNTERS, AppAssets
+from pendo_assets.defs.assets import DAYS_PER_BACKFILL_RUN, LOADED_COUNTERS, LOADED_EXPORTS, AppAssets
 from pendo_assets.pendo.models import ExportEntry
 from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
 from pendo_assets.pendo.tables import DefinitionTable, EventTable
@@ -31,6 +32,7 @@ class PendingWork:
     definitions: dict[DefinitionTable, set[int]] = field(default_factory=dict)
     days: dict[date, DayWork] = field(default_factory=dict)
     outside_partitions: dict[date, set[int]] = field(default_factory=dict)
+    folders: dict[int, str] = field(default_factory=dict)
 
     def outside_partitions_warning(self) -> str | None:
         """Days of the exports that have no partition, by cause, with the exports that carry them."""
@@ -62,22 +64,28 @@ class PendingWork:
         if self.definitions:
             counters = "+".join(map(str, self.definition_counters))
             requests.append(dg.RunRequest(
-                run_key=f"definitions@{counters}",
+                run_key=f"definitions@{counters}{self._folders_digest(self.definition_counters)}",
                 asset_selection=[self.app_assets.definition_key(t) for t in sorted(self.definitions, key=_order)],
                 tags={**tags, "pendo/export_counters": counters}))
         for days, tables, counters in self.day_ranges():
             counter_text = "+".join(map(str, sorted(counters)))
+            digest = self._folders_digest(counters)
             selection = [self.app_assets.event_key(t) for t in sorted(tables, key=list(EventTable).index)]
             run_tags = {**tags, "pendo/export_counters": counter_text}
             if len(days) == 1:
-                requests.append(dg.RunRequest(run_key=f"{days[0]}@{counter_text}", partition_key=days[0].isoformat(),
+                requests.append(dg.RunRequest(run_key=f"{days[0]}@{counter_text}{digest}", partition_key=days[0].isoformat(),
                                               asset_selection=selection, tags=run_tags))
             else:
                 requests.append(dg.RunRequest(
-                    run_key=f"{days[0]}..{days[-1]}@{counter_text}", asset_selection=selection,
+                    run_key=f"{days[0]}..{days[-1]}@{counter_text}{digest}", asset_selection=selection,
                     tags={**run_tags, "dagster/asset_partition_range_start": days[0].isoformat(),
                           "dagster/asset_partition_range_end": days[-1].isoformat()}))
         return requests
+
+    def _folders_digest(self, counters: Iterable[int]) -> str:
+        """Run keys are never reused, and a rewritten manifest may give a counter another folder."""
+        text = ",".join(f"{c}={self.folders.get(c)}" for c in sorted(counters))
+        return "#" + hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def day_ranges(self) -> list[tuple[list[date], frozenset[EventTable], set[int]]]:
         """Consecutive days needing the same tables, up to a backfill run's worth: one run each.
@@ -100,37 +108,39 @@ class PendingWork:
 def pending_work(app_assets: AppAssets, entries: Iterable[ExportEntry], partitions: dg.PartitionsDefinition,
                  instance: dg.DagsterInstance) -> PendingWork:
     work = PendingWork(app_assets)
-    loaded = _LoadedCounters(instance)
+    loaded = _LoadedExports(instance)
     for entry in entries:
+        work.folders[entry.counter] = entry.folder_name
         for table in definition_tables_touched(entry):
-            if entry.counter not in loaded.get(app_assets.definition_key(table), None):
+            if not loaded.includes(app_assets.definition_key(table), None, entry):
                 work.definitions.setdefault(table, set()).add(entry.counter)
         for day, tables in tables_touched(entry).items():
             if not partitions.has_partition_key(day.isoformat()):
                 work.outside_partitions.setdefault(day, set()).add(entry.counter)
                 continue
             for table in tables:
-                if entry.counter not in loaded.get(app_assets.event_key(table), day):
+                if not loaded.includes(app_assets.event_key(table), day, entry):
                     day_work = work.days.setdefault(day, DayWork())
                     day_work.tables.add(table)
                     day_work.counters.add(entry.counter)
     return work
 
 
-class _LoadedCounters:
-    """Export counters recorded by the latest materialization of each (asset, partition), fetched lazily."""
+class _LoadedExports:
+    """(counter, folder) of the exports the latest materialization of each (asset, partition) included."""
 
     def __init__(self, instance: dg.DagsterInstance):
         self.instance = instance
         self.materialized: dict[dg.AssetKey, set[str]] = {}
-        self.cache: dict[tuple[dg.AssetKey, date | None], frozenset[int]] = {}
+        self.cache: dict[tuple[dg.AssetKey, date | None], frozenset[tuple[int, str | None]]] = {}
 
-    def get(self, key: dg.AssetKey, day: date | None) -> frozenset[int]:
+    def includes(self, key: dg.AssetKey, day: date | None, entry: ExportEntry) -> bool:
         if (key, day) not in self.cache:
             self.cache[(key, day)] = self._fetch(key, day)
-        return self.cache[(key, day)]
+        loaded = self.cache[(key, day)]
+        return (entry.counter, entry.folder_name) in loaded or (entry.counter, None) in loaded
 
-    def _fetch(self, key: dg.AssetKey, day: date | None) -> frozenset[int]:
+    def _fetch(self, key: dg.AssetKey, day: date | None) -> frozenset[tuple[int, str | None]]:
         if day is not None:
             if key not in self.materialized:
                 self.materialized[key] = self.instance.get_materialized_partitions(key)
@@ -140,9 +150,13 @@ class _LoadedCounters:
             dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()] if day else None), limit=1).records
         if not records:
             return frozenset()
-        value = records[0].asset_materialization.metadata.get(LOADED_COUNTERS)
-        text = getattr(value, "value", "") or ""
-        return frozenset(int(c) for c in text.split(",") if c)
+        metadata = records[0].asset_materialization.metadata
+        exports = getattr(metadata.get(LOADED_EXPORTS), "value", None)
+        if exports is not None:
+            return frozenset((int(c), folder) for c, _, folder in (e.partition("=") for e in exports.split(",") if e))
+        # Recorded before folders were: trust the counters.
+        counters = getattr(metadata.get(LOADED_COUNTERS), "value", "") or ""
+        return frozenset((int(c), None) for c in counters.split(",") if c)
 
 
 def _order(table: DefinitionTable) -> int:

@@ -48,6 +48,7 @@ class TableLoad:
     rows: int
     expected_rows: int | None
     touched_by: tuple[int, ...]
+    export_folders: dict[int, str] = field(default_factory=dict)
     expected_by_matchable: dict[str, int | None] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     added_columns: list[str] = field(default_factory=list)
@@ -154,7 +155,8 @@ def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str]
 def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
                        plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.value
-    result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by)
+    result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by,
+                       {c: folders[c].rsplit("/", 1)[-1] for c in plan.touched_by})
     if session.table_columns(schema, table) is not None:
         session.delete(schema, table, {PERIOD_COLUMN: plan.day})
     crash_point(DAY_DELETED)
@@ -199,7 +201,8 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
 def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
                          plan: DefinitionPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.table_name
-    result = TableLoad(table, None, 0, None, plan.touched_by)
+    result = TableLoad(table, None, 0, None, plan.touched_by,
+                       {c: folders[c].rsplit("/", 1)[-1] for c in plan.touched_by})
     if plan.snapshot is None and not plan.upserts:
         result.columns = session.table_columns(schema, table) or {}
         return result, []
