@@ -84,12 +84,13 @@ SCENARIOS: dict[str, Scenario] = {
         sync_days=(1, 2, 3, 4),
     ),
     "retroactive-separate": Scenario(
-        description="rule change day 6; separate retroactive export day 7 (deletes, partial defs)",
-        subscriptions=_acme(_crm()),
-        export_days=9,
+        description="rule change day 6; separate retroactive export day 7 (deletes, partial defs); "
+                    "days it re-tagged unfinalized are finalized after it",
+        subscriptions=_acme(_crm((100, 140))),
+        export_days=15,
         one_time_exports=(backfill(3),),
         lifecycle=RETAGGED_ON_DAY_6,
-        sync_days=(6, 7, 9),
+        sync_days=(6, 7, 9, 15),
     ),
     "retroactive-folded": Scenario(
         description="rule change day 6; retroactive periods folded into day 7's daily export",
@@ -109,10 +110,11 @@ SCENARIOS: dict[str, Scenario] = {
                          multi_file_period_day=1),
     ),
     "manifest-rotation": Scenario(
-        description="36 days: exports older than 30 days leave the manifest, folders stay",
+        description="42 days: exports older than 30 days leave the manifest, even every copy of the "
+                    "first days; folders stay",
         subscriptions=_acme(_crm((8, 14))),
-        export_days=36,
-        sync_days=(18, 36),
+        export_days=42,
+        sync_days=(18, 42),
     ),
     "counter-gaps": Scenario(
         description="export counters with gaps: 3, 5 and 6 never appear",
