@@ -17,7 +17,8 @@ from datetime import date
 import dagster as dg
 
 from pendo_assets.defs.resources import ExportStoreResource, WarehouseResource
-from pendo_assets.loading.loader import LoadError, TableLoad, count_table_day, load_day, load_definitions
+from pendo_assets.loading.loader import (LoadError, TableLoad, count_table_day, load_day, load_definitions,
+                                         read_manifest)
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 
 WAREHOUSE_POOL = "pendo_warehouse"
@@ -111,11 +112,13 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
     def events(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
         tables = [event_by_key[k] for k in context.selected_asset_keys]
         store, target = exports.open(), warehouse.open()
-        failures = []
+        failures, manifest = [], None
         for partition in context.partition_keys:
             day = date.fromisoformat(partition)
             try:
-                results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info)
+                # A 3-year manifest takes a good part of a small day's load to parse: once per run is enough.
+                manifest = manifest or read_manifest(store, app)
+                results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info, manifest)
             except LoadError as exc:
                 context.log.error(str(exc))
                 failures.append(str(exc))

@@ -66,9 +66,11 @@ def read_manifest(store: ExportStore, app: AppLocation) -> ExportManifest:
 
 
 def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: date,
-             tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None
-             ) -> dict[EventTable, TableLoad]:
-    manifest = read_manifest(store, app)
+             tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None,
+             manifest: ExportManifest | None = None) -> dict[EventTable, TableLoad]:
+    """Replace the day in every table of `tables`; pass `manifest` when loading many days from one read."""
+    if manifest is None:
+        manifest = read_manifest(store, app)
     bucket = expected_bucket(store.bucket, manifest.exports)
     folders = _folders(app, manifest.exports, bucket)
     tables = sorted(set(tables), key=list(EventTable).index)
