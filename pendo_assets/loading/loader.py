@@ -140,6 +140,11 @@ def _folders(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | Non
         raise LoadError(f"{exc}. Nothing was loaded.") from None
 
 
+def _folder_names(folders: dict[int, str], counters: Iterable[int]) -> dict[int, str]:
+    """Each export's own folder name, recorded with a load: a counter alone may be redelivered elsewhere."""
+    return {c: folders[c].rsplit("/", 1)[-1] for c in counters}
+
+
 def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str], slices: list[Slice]) -> None:
     missing = []
     for s in slices:
@@ -158,7 +163,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
                        plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.value
     result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by,
-                       {c: folders[c].rsplit("/", 1)[-1] for c in plan.touched_by})
+                       _folder_names(folders, plan.touched_by))
     if session.table_columns(schema, table) is not None:
         session.delete(schema, table, {PERIOD_COLUMN: plan.day})
     crash_point(DAY_DELETED)
@@ -203,8 +208,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
 def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
                          plan: DefinitionPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.table_name
-    result = TableLoad(table, None, 0, None, plan.touched_by,
-                       {c: folders[c].rsplit("/", 1)[-1] for c in plan.touched_by})
+    result = TableLoad(table, None, 0, None, plan.touched_by, _folder_names(folders, plan.touched_by))
     if plan.snapshot is None and not plan.upserts:
         result.columns = session.table_columns(schema, table) or {}
         return result, []
