@@ -42,7 +42,7 @@ crash-test: install
 
 # Speed and memory against the machine's floors (minutes; inputs are generated once into benchmarks/.data).
 bench: install
-	$(BIN)/python -m benchmarks.load --rows 2000000 --rows 8000000
+	$(BIN)/python -m benchmarks.load --rows 2000000 --rows 8000000 --repeat 3
 	$(BIN)/python -m benchmarks.sensor
 	$(BIN)/python -m benchmarks.backfill
 

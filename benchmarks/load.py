@@ -8,7 +8,10 @@ Each method runs in a fresh process (so peak RSS is its own) on the same generat
   naive        fastavro -> list of dicts -> pandas DataFrame -> DuckDB insert (what most people write)
   pipeline     pendo-datasync's load_day: ALLEVENTS and the three matched tables of that day, one transaction
 
-Usage: python -m benchmarks.load [--rows 2000000 --rows 8000000] [--skip naive]
+Methods run in interleaved rounds (`--repeat`) and each is reported by its median round, with the spread:
+on a shared VM the same run varies by 10-20 %.
+
+Usage: python -m benchmarks.load [--rows 2000000 --rows 8000000] [--skip naive] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -34,16 +37,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="events in the day (repeatable; default 2,000,000)")
     parser.add_argument("--skip", action="append", default=[], choices=METHODS, help="leave a method out")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every method; the median is reported")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     results = []
     for rows in args.rows or [2_000_000]:
         root = input_tree(rows)
-        for method in (m for m in METHODS if m not in args.skip):
-            if method == "naive" and rows > NAIVE_MAX_EVENTS:
-                print(f"naive skipped at {rows:,} events: it would not fit in memory", flush=True)
-                continue
-            results.append({"rows": rows, "method": method, **measure(method, root)})
+        methods = [m for m in METHODS if m not in args.skip and not (m == "naive" and rows > NAIVE_MAX_EVENTS)]
+        if "naive" in METHODS and "naive" not in args.skip and "naive" not in methods:
+            print(f"naive skipped at {rows:,} events: it would not fit in memory", flush=True)
+        rounds: dict[str, list[dict]] = {m: [] for m in methods}
+        for round_number in range(args.repeat):
+            for method in methods:
+                rounds[method].append(measure(method, root))
+                print(f"  round {round_number + 1}/{args.repeat} {method}: {rounds[method][-1]['seconds']:.2f} s",
+                      flush=True)
+        for method in methods:
+            results.append({"rows": rows, "method": method, **median_round(rounds[method])})
             print_row(results[-1], results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -77,12 +87,22 @@ def measure(method: str, root: Path) -> dict:
     return result
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """The round of median wall time, with the fastest and slowest times beside it."""
+    ordered = sorted(rounds, key=lambda r: r["seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "spread": [ordered[0]["seconds"], ordered[-1]["seconds"]],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)}
+
+
 def print_row(result: dict, results: list[dict]) -> None:
     if len(results) == 1 or results[-2]["rows"] != result["rows"]:
-        print(f"\n{'rows':>10} {'method':9} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12}")
+        print(f"\n{'rows':>10} {'method':9} {'seconds':>8} {'min-max':>12} {'CPU s':>7} {'rows/s':>10} {'MB/s':>7} "
+              f"{'peak RSS MB':>12}")
     rate = result["rows"] / result["seconds"]
-    print(f"{result['rows']:>10,} {result['method']:9} {result['seconds']:>8.2f} {result['cpu_seconds']:>7.1f} "
-          f"{rate:>10,.0f} {result['file_mb'] / result['seconds']:>7.1f} {result['peak_rss_mb']:>12,.0f}", flush=True)
+    spread = "{:.1f}-{:.1f}".format(*result["spread"])
+    print(f"{result['rows']:>10,} {result['method']:9} {result['seconds']:>8.2f} {spread:>12} "
+          f"{result['cpu_seconds']:>7.1f} {rate:>10,.0f} {result['file_mb'] / result['seconds']:>7.1f} "
+          f"{result['peak_rss_mb']:>12,.0f}", flush=True)
 
 
 def print_verdict(results: list[dict]) -> None:

@@ -1,4 +1,5 @@
 import io
+import threading
 from datetime import date, datetime, timezone
 
 import fastavro
@@ -6,7 +7,9 @@ import pyarrow as pa
 import pytest
 
 from pendo_assets.generator import generate
+from pendo_assets.pendo import avro
 from pendo_assets.pendo.avro import AvroReadError, _polars_reads, read_batches
+from pendo_assets.pendo.native_decoder import NativeDecoder
 
 TS = {"type": "long", "logicalType": "timestamp-millis"}
 SCHEMA = {
@@ -156,3 +159,39 @@ def test_fast_decoder_refuses_truncated_and_corrupt_files_naming_them():
     corrupt[len(raw) // 2: len(raw) // 2 + 64] = b"\xff" * 64
     with pytest.raises(AvroReadError, match="f.avro"):
         read_all(bytes(corrupt), "auto")
+
+
+def test_fast_decoder_streams_a_file_cut_into_many_chunks(monkeypatch):
+    raw = avro_bytes([fast_record(i) for i in range(3000)], schema=FAST_SCHEMA, sync_interval=500)
+    monkeypatch.setattr(avro, "NATIVE_CHUNK_BYTES", 1000)
+    chunked_columns, chunked = read_all(raw, "auto", batch_rows=64)
+    _, slow = read_all(raw, "fastavro")
+    assert chunked.to_pylist() == slow.to_pylist()
+    assert chunked.num_rows == 3000
+
+
+def test_decoder_child_answers_a_chunk_batch_by_batch_and_survives_an_abandoned_answer():
+    raw = avro_bytes([fast_record(i) for i in range(1000)], schema=FAST_SCHEMA)
+    decoder = NativeDecoder(batch_rows=100)
+    try:
+        batches = list(decoder.decode(raw))
+        assert [b.num_rows for b in batches] == [100] * 10
+        assert [r["eventId"] for b in batches for r in b.to_pylist()] == [f"e{i}" for i in range(1000)]
+        assert not any(pa.types.is_dictionary(f.type) for f in batches[0].schema)  # the enum arrives as values
+
+        abandoned = decoder.decode(raw)
+        next(abandoned)
+        abandoned.close()
+        assert sum(b.num_rows for b in decoder.decode(raw)) == 1000
+    finally:
+        decoder._stop()
+
+
+def test_a_file_opened_after_another_starts_decoding_only_when_that_one_is_decoded():
+    raw = avro_bytes([fast_record(i) for i in range(1000)], schema=FAST_SCHEMA)
+    previous_decoded = threading.Event()
+    _, stream = read_batches(io.BytesIO(raw), "next.avro", after=previous_decoded)
+    assert not stream.decoded.wait(0.5)
+    previous_decoded.set()
+    assert sum(b.num_rows for b in stream) == 1000
+    assert stream.decoded.is_set()

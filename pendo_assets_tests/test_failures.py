@@ -137,11 +137,15 @@ def assert_day_failed_and_kept(settings, app, results, day, day_rows_before, *ex
     return message
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "empty", "corrupt"])
-def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(case, damage):
+@pytest.mark.parametrize("damage,victim_file", [
+    ("missing", "allevents"), ("truncated", "allevents"), ("empty", "allevents"), ("corrupt", "allevents"),
+    # A matched file is opened and decoded ahead, while the files before it are still being written.
+    ("empty", "last matched"), ("corrupt", "last matched")])
+def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(case, damage, victim_file):
     settings, instance, app, manifest_path, entry, period = case
     day = period["periodId"][:10]
-    victim = export_file(manifest_path, entry, period["allEvents"]["files"][0])
+    name = period["allEvents"]["files"][0] if victim_file == "allevents" else period["matchedEvents"][-1]["files"][-1]
+    victim = export_file(manifest_path, entry, name)
     day_rows_before = rows_of_day(snapshot(settings, app), day)
     assert any(day_rows_before.values())
     if damage == "missing":

@@ -8,6 +8,7 @@ of materials' `eventCount` and carry the day's periodId. Any failure rolls the w
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DAY_DELETED,
                                                DEFINITIONS_COMMITTED, DEFINITIONS_DELETED, FILE_INSERTED,
                                                LOAD_LOG_WRITTEN, MANIFEST_READ, TABLE_REPLACED, crash_point)
-from pendo_assets.pendo.avro import PERIOD_COLUMN, AvroReadError, Column, read_batches
+from pendo_assets.pendo.avro import PERIOD_COLUMN, AvroReadError, BatchStream, Column, InlineBatches, read_batches, start_decoder
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
 from pendo_assets.pendo.paths import expected_bucket, export_file_path, export_folder
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
@@ -69,6 +70,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
              tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None,
              manifest: ExportManifest | None = None) -> dict[EventTable, TableLoad]:
     """Replace the day in every table of `tables`; pass `manifest` when loading many days from one read."""
+    start_decoder()
     if manifest is None:
         manifest = read_manifest(store, app)
     bucket = expected_bucket(store.bucket, manifest.exports)
@@ -81,13 +83,16 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
         cataloged = exports_for_day(session, app, day)
         folders.update(_folders(app, cataloged, bucket))
         plan = plan_day(cataloged, day)
-        _require_files(store, app, folders, [s for t in tables for s in plan.tables[t].slices])
+        slices = [s for t in tables for s in plan.tables[t].slices]
+        _require_files(store, app, folders, slices)
         results, log = {}, []
-        for table in tables:
-            results[table], table_log = _replace_table_day(session, store, app, folders, plan.tables[table],
-                                                           progress)
-            log.extend(table_log)
-            crash_point(TABLE_REPLACED)
+        with _Files(store, app, [_file_path(app, folders, s.counter, name, s.describe())
+                                 for s in slices for name in s.files]) as files:
+            for table in tables:
+                results[table], table_log = _replace_table_day(session, files, app, folders, plan.tables[table],
+                                                               progress)
+                log.extend(table_log)
+                crash_point(TABLE_REPLACED)
         write_load_log(session, app, run_id, log)
         crash_point(LOAD_LOG_WRITTEN)
     crash_point(DAY_COMMITTED)
@@ -106,9 +111,11 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
         folders.update(_folders(app, cataloged, bucket))
         plans = plan_definitions(cataloged)
         results, log = {}, []
-        for table in tables:
-            results[table], table_log = _rebuild_definitions(session, store, app, folders, plans[table], progress)
-            log.extend(table_log)
+        with _Files(store, app) as files:
+            for table in tables:
+                results[table], table_log = _rebuild_definitions(session, files, app, folders, plans[table],
+                                                                 progress)
+                log.extend(table_log)
         write_load_log(session, app, run_id, log)
     crash_point(DEFINITIONS_COMMITTED)
     return results
@@ -159,7 +166,7 @@ def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str]
             + ". If Pendo is still uploading, the next sync will load it; otherwise ask Pendo to re-export.")
 
 
-def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
+def _replace_table_day(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
                        plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.value
     result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by,
@@ -176,7 +183,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
         loaded = 0
         for name in s.files:
             path = _file_path(app, folders, s.counter, name, s.describe())
-            with _open_file(store, app, s.describe(), path) as (columns, batches, source):
+            with files.open(s.describe(), path) as (columns, batches, source):
                 if plan.table.is_matched and MATCHABLE_COLUMN not in {c.name for c in columns}:
                     columns = [*columns, Column(MATCHABLE_COLUMN, "VARCHAR", pa.large_string())]
                 result.added_columns += _ensure_table(session, app, table, columns, source, s.describe())
@@ -205,7 +212,7 @@ def _replace_table_day(session: WarehouseSession, store: ExportStore, app: AppLo
     return result, log
 
 
-def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
+def _rebuild_definitions(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
                          plan: DefinitionPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.table_name
     result = TableLoad(table, None, 0, None, plan.touched_by, _folder_names(folders, plan.touched_by))
@@ -222,7 +229,7 @@ def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: App
         batches: list[pa.RecordBatch] = []
         for name in source_export.files:
             path = _file_path(app, folders, source_export.counter, name, where)
-            with _open_file(store, app, where, path) as (columns, file_batches, source):
+            with files.open(where, path) as (columns, file_batches, source):
                 result.added_columns += _ensure_table(session, app, table, columns, source, where)
                 batches.extend(file_batches)
             result.files += 1
@@ -238,17 +245,75 @@ def _rebuild_definitions(session: WarehouseSession, store: ExportStore, app: App
     return result, log
 
 
-@contextmanager
-def _open_file(store: ExportStore, app: AppLocation, where: str, path: str
-               ) -> Iterator[tuple[list[Column], Iterator[pa.RecordBatch], str]]:
-    """Open one listed file; read errors anywhere in the block are reported with app, export and day."""
-    source = f"{store.url}/{path}"
-    try:
-        with store.open(path) as fo:
-            columns, batches = read_batches(fo, source)
-            yield columns, batches, source
-    except (AvroReadError, MissingExportFile) as exc:
-        raise LoadError(f"{app.label}, {where}: {exc}. The day was not changed.") from None
+class _Files:
+    """A load's files, each opened when its turn comes, with the next one in `order` opened alongside.
+
+    The next file starts decoding as soon as this one is decoded, so the decoder keeps working while the
+    warehouse finishes this file's rows, and the next file's first rows are ready when it asks for them.
+    Anything opened early and not used (the load failed) is closed with the load.
+    """
+
+    def __init__(self, store: ExportStore, app: AppLocation, order: Iterable[str] = ()):
+        self.store, self.app = store, app
+        self.upcoming = list(order)
+        self.prefetched: _OpenedFile | None = None
+
+    def __enter__(self) -> "_Files":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._drop_prefetched()
+
+    def _drop_prefetched(self) -> None:
+        if self.prefetched is not None:
+            self.prefetched.close()
+            self.prefetched = None
+
+    @contextmanager
+    def open(self, where: str, path: str) -> Iterator[tuple[list[Column], Iterator[pa.RecordBatch], str]]:
+        """One listed file; read errors anywhere in the block are reported with app, export and day."""
+        if self.upcoming and self.upcoming[0] == path:
+            self.upcoming.pop(0)
+        if self.prefetched is not None and self.prefetched.path == path:
+            current, self.prefetched = self.prefetched, None
+        else:
+            self._drop_prefetched()
+            current = _OpenedFile(self.store, path)
+        try:
+            if self.upcoming:
+                after = current.batches.decoded if current.batches is not None else None
+                self.prefetched = _OpenedFile(self.store, self.upcoming[0], after)
+            if current.error is not None:
+                raise current.error
+            yield current.columns, current.batches, current.source
+        except (AvroReadError, MissingExportFile) as exc:
+            raise LoadError(f"{self.app.label}, {where}: {exc}. The day was not changed.") from None
+        finally:
+            current.close()
+
+
+class _OpenedFile:
+    """A file opened and decoding (or the error opening it gave, raised when its turn comes)."""
+
+    def __init__(self, store: ExportStore, path: str, after: threading.Event | None = None):
+        self.path, self.source = path, f"{store.url}/{path}"
+        self.columns: list[Column] = []
+        self.batches: BatchStream | InlineBatches | None = None
+        self.error: Exception | None = None
+        self.handle = None
+        try:
+            self.handle = store.open(path)
+            self.columns, self.batches = read_batches(self.handle, self.source, after=after)
+        except (AvroReadError, MissingExportFile) as exc:
+            self.error = exc
+            self.close()
+
+    def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def _ensure_table(session: WarehouseSession, app: AppLocation, table: str, columns: list[Column], source: str,

@@ -71,11 +71,13 @@ class _Field:
     convert: Callable[[list[Any]], list[Any]] | None
 
 
-def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS, decoder: str = "auto"
-                 ) -> tuple[list[Column], Iterator[pa.RecordBatch]]:
-    """Open `fo` (seekable) and return its columns plus a lazy iterator of record batches.
+def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS, decoder: str = "auto",
+                 after: threading.Event | None = None) -> tuple[list[Column], "BatchStream | InlineBatches"]:
+    """Open `fo` (seekable) and return its columns plus its record batches.
 
-    Only a bounded number of decoded rows is held at a time, whatever the file's size.
+    Native decoding starts at once on a thread (once `after` is set, if given: the previous file's
+    decoding), so a caller can open the next file while it still writes this one. Only a bounded
+    number of decoded rows is held at a time, whatever the file's size.
     `decoder="fastavro"` forces the pure-Python decoder (tests compare the two).
     """
     container = read_container(fo, source)
@@ -86,14 +88,14 @@ def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS
     fields = _fields(writer_schema, source)
     schema = pa.schema([pa.field(f.column.name, f.column.arrow_type) for f in fields])
     if decoder == "auto" and _polars_reads(writer_schema):
-        return [f.column for f in fields], _native_batches(container, writer_schema, fields, schema, source,
-                                                           batch_rows)
+        return [f.column for f in fields], BatchStream(
+            _native_batches(container, writer_schema, fields, schema, source, batch_rows), after=after)
     fo.seek(0)
     try:
         reader = fastavro.reader(fo)
     except Exception as exc:
         raise AvroReadError(f"{source}: not a readable Avro file ({_describe(exc)})") from None
-    return [f.column for f in fields], _fastavro_batches(reader, fields, schema, source, batch_rows)
+    return [f.column for f in fields], InlineBatches(_fastavro_batches(reader, fields, schema, source, batch_rows))
 
 
 def _native_batches(container: "Container", writer_schema: dict[str, Any], fields: list[_Field], schema: pa.Schema,
@@ -103,8 +105,7 @@ def _native_batches(container: "Container", writer_schema: dict[str, Any], field
     Handed a whole file, polars-avro holds all of it decoded at once, and it stops quietly at the last
     whole block of a truncated file. Fed the header plus a bounded run of blocks from our own walk of
     the container (which checks every sync marker), memory stays flat and every block's rows are
-    accounted for. Decoding runs ahead on a thread (waiting on the other process) while the caller
-    writes the previous batches.
+    accounted for.
     """
     avro_types = {f["name"]: f["type"] for f in writer_schema["fields"]}
 
@@ -120,22 +121,21 @@ def _native_batches(container: "Container", writer_schema: dict[str, Any], field
         if chunk:
             yield container.header + b"".join(chunk), rows
 
-    def decoded() -> Iterator[pa.RecordBatch]:
-        position = 0
-        for chunk, rows in chunks():
-            try:
-                table = _native_decoder().decode(chunk)
-            except NativeDecoderFailed as exc:
-                raise AvroReadError(f"{source}: unreadable after row {position} ({exc}); "
-                                    "the file is truncated or corrupt") from None
-            if table.num_rows != rows:
-                raise AvroReadError(f"{source}: decoded {table.num_rows} rows where its blocks hold {rows} "
-                                    f"(after row {position}); the file is corrupt")
-            for batch in table.to_batches(max_chunksize=batch_rows):
-                yield _conform(pa.table(batch), fields, avro_types, schema, source, position)
-                position += batch.num_rows
-
-    return _read_ahead(decoded())
+    position = 0
+    for chunk, rows in chunks():
+        decoded = 0
+        try:
+            for decoded_batch in _native_decoder().decode(chunk):
+                for batch in pa.table(decoded_batch).to_batches(max_chunksize=batch_rows):
+                    yield _conform(pa.table(batch), fields, avro_types, schema, source, position + decoded)
+                    decoded += batch.num_rows
+        except NativeDecoderFailed as exc:
+            raise AvroReadError(f"{source}: unreadable after row {position} ({exc}); "
+                                "the file is truncated or corrupt") from None
+        if decoded != rows:
+            raise AvroReadError(f"{source}: decoded {decoded} rows where its blocks hold {rows} "
+                                f"(after row {position}); the file is corrupt")
+        position += rows
 
 
 _DECODER: NativeDecoder | None = None
@@ -148,39 +148,81 @@ def _native_decoder() -> NativeDecoder:
     return _DECODER
 
 
-def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Produce batches on a thread, at most `depth` ahead of the consumer; errors reach the consumer."""
-    ready: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
+def start_decoder() -> None:
+    """Start the decoder process ahead of the first file (it takes about half a second to import)."""
+    _native_decoder().start()
 
-    def produce() -> None:
+
+class BatchStream:
+    """A file's record batches, produced on a thread at most `depth` ahead of the consumer.
+
+    `decoded` is set once the producer is done (or failed, or was closed); errors reach the consumer.
+    """
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int = 2, after: threading.Event | None = None):
+        self.decoded = threading.Event()
+        self._ready: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._produce, args=(batches, after), name="avro-read-ahead",
+                                        daemon=True)
+        self._worker.start()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        ready.put((batch, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            while True:
+                batch, error = self._ready.get()
+                if error is not None:
+                    raise error
+                if batch is self._END:
                     return
-            ready.put((end, None))
-        except BaseException as exc:
-            ready.put((end, exc))
+                yield batch
+        finally:
+            self.close()
 
-    worker = threading.Thread(target=produce, name="avro-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            batch, error = ready.get()
-            if error is not None:
-                raise error
-            if batch is end:
-                return
-            yield batch
-    finally:
-        stop.set()
+    def close(self) -> None:
+        self._stop.set()
+
+    def _produce(self, batches: Iterator[pa.RecordBatch], after: threading.Event | None) -> None:
+        try:
+            while after is not None and not after.wait(0.1):
+                if self._stop.is_set():
+                    return
+            for batch in batches:
+                if not self._put((batch, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:
+            self._put((self._END, exc))
+        finally:
+            # Closed early, the generator would hold the decoder (mid-chunk) until garbage-collected.
+            getattr(batches, "close", lambda: None)()
+            self.decoded.set()
+
+    def _put(self, item: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class InlineBatches:
+    """Batches decoded by the consumer itself as it asks for them (the pure-Python decoder)."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]):
+        self.decoded = threading.Event()
+        self.decoded.set()
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self._batches)
+
+    def close(self) -> None:
+        getattr(self._batches, "close", lambda: None)()
 
 
 @dataclass
