@@ -29,8 +29,8 @@ import pyarrow as pa
 _LENGTH = struct.Struct("<Q")
 _FRAME = struct.Struct("<cQ")
 _SCHEMA, _BATCH, _END, _ERROR = b"S", b"B", b"E", b"X"
-# Transparent huge pages for the child's allocator: measured, polars-avro decodes a 2M-row day ~25 %
-# faster, because first-touching fresh 4 KB pages is what a VM makes expensive.
+# Transparent huge pages for the child's allocators: on this project's VM, first touching fresh 4 KB pages
+# costs ~2.5 s per GB (0.1 s with huge pages), and the reader alone went from 15.5 s to 11.8 s on a 2M-event day.
 _CHILD_ENVIRONMENT = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "MIMALLOC_ALLOW_LARGE_OS_PAGES": "1"}
 
 
