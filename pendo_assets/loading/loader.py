@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DAY_DELETED,
                                                DEFINITIONS_COMMITTED, DEFINITIONS_DELETED, FILE_INSERTED,
                                                LOAD_LOG_WRITTEN, MANIFEST_READ, TABLE_REPLACED, crash_point)
-from pendo_assets.pendo.avro import PERIOD_COLUMN, AvroReadError, BatchStream, Column, InlineBatches, read_batches, start_decoder
+from pendo_assets.pendo.avro import (PERIOD_COLUMN, AvroReadError, BatchStream, Column, InlineBatches,
+                                      read_batches, start_decoder)
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
 from pendo_assets.pendo.paths import expected_bucket, export_file_path, export_folder
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions

@@ -165,9 +165,7 @@ class BatchStream:
         self.decoded = threading.Event()
         self._ready: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._produce, args=(batches, after), name="avro-read-ahead",
-                                        daemon=True)
-        self._worker.start()
+        threading.Thread(target=self._produce, args=(batches, after), name="avro-read-ahead", daemon=True).start()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
