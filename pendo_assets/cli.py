@@ -3,39 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
-from pendo_assets.settings import ENVIRONMENT
-
-DEFAULT_DAGSTER_HOME = ".dagster_home"
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-@dataclass
-class TableSummary:
-    days: set[str] = field(default_factory=set)
-    rows: int = 0
-    checks_passed: int = 0
-    checks_failed: int = 0
-
-
-@dataclass
-class SyncSummary:
-    tables: dict[tuple[str, str], TableSummary] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    runs: int = 0
-
-    def table(self, app: str, table: str) -> TableSummary:
-        return self.tables.setdefault((app, table), TableSummary())
-
-    @property
-    def checks_failed(self) -> int:
-        return sum(t.checks_failed for t in self.tables.values())
+from pendo_assets.settings import DEFAULT_DAGSTER_HOME, ENVIRONMENT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,133 +69,12 @@ def run_apps(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     from pendo_assets.settings import Settings
+    from pendo_assets.sync import print_summary, sync
 
     settings = Settings.from_env(exports=args.exports, warehouse=args.warehouse)
     summary = sync(settings)
     print_summary(summary)
     return 1 if summary.failures or summary.checks_failed else 0
-
-
-def sync(settings) -> SyncSummary:
-    import dagster as dg
-
-    from pendo_assets.sync_lock import exclusive_sync, fail_orphaned_sync_runs
-
-    home = ensure_dagster_home()
-    with exclusive_sync(home), dg.DagsterInstance.get() as instance:
-        for message in fail_orphaned_sync_runs(instance):
-            print(f"recovered: {message}")
-        return _sync_locked(settings, instance)
-
-
-def _sync_locked(settings, instance) -> SyncSummary:
-    from pendo_assets.defs.pending import pending_work
-    from pendo_assets.definitions import build_app_assets_for, build_definitions
-    from pendo_assets.loading.loader import LoadError, read_manifest
-    from pendo_assets.stores import open_export_store
-    from pendo_assets.sync_lock import sync_run_tags
-
-    partitions, apps = build_app_assets_for(settings)
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
-    store = open_export_store(settings.exports)
-    summary = SyncSummary()
-    print(f"exports:   {settings.exports}\nwarehouse: {settings.warehouse}\ndagster:   {os.environ['DAGSTER_HOME']}")
-    if not apps:
-        summary.failures.append(f"no apps found under {settings.exports} (expected datasync/<sub>/<app>/"
-                                "exportmanifest.json); run `pendo-datasync generate` for demo exports")
-    for app_assets in apps:
-        label = app_assets.prefix
-        try:
-            manifest = read_manifest(store, app_assets.app)
-        except LoadError as exc:
-            summary.failures.append(str(exc))
-            continue
-        work = pending_work(app_assets, manifest.exports, partitions, instance)
-        requests = work.run_requests()
-        print(f"{app_assets.app.label}: {len(manifest.exports)} export(s) in the manifest, {len(requests)} run(s) to do")
-        warning = work.outside_partitions_warning()
-        if warning:
-            print(f"  warning: {warning}")
-        for request in requests:
-            result = job.execute_in_process(
-                instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
-                tags={**request.tags, **sync_run_tags()}, run_config=QUIET_RUN_CONFIG,
-                raise_on_error=False)
-            summary.runs += 1
-            _record(summary, label, instance, result)
-    return summary
-
-
-def _record(summary: SyncSummary, app: str, instance, result) -> None:
-    """Count from the instance, which keeps every day's events even when a later day failed the step."""
-    for materialization in run_materializations(instance, result.run_id):
-        table = summary.table(app, materialization.asset_key.path[-1].upper())
-        row_count = materialization.metadata.get("dagster/row_count")
-        rows = row_count.value if row_count is not None else 0
-        if materialization.partition is None:
-            table.rows = rows
-        else:
-            table.days.add(materialization.partition)
-            table.rows += rows
-    for evaluation in run_check_evaluations(instance, result.run_id):
-        table = summary.table(app, evaluation.asset_key.path[-1].upper())
-        if evaluation.passed:
-            table.checks_passed += 1
-        else:
-            table.checks_failed += 1
-    summary.failures.extend(step_failures(result))
-
-
-def run_materializations(instance, run_id: str) -> list:
-    import dagster as dg
-
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    return [r.event_log_entry.dagster_event.step_materialization_data.materialization for r in records]
-
-
-def run_check_evaluations(instance, run_id: str) -> list:
-    import dagster as dg
-
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    return [r.event_log_entry.dagster_event.event_specific_data for r in records]
-
-
-def step_failures(result) -> list[str]:
-    """The messages of failed steps, unwrapped to the error the pipeline raised."""
-    messages = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.event_specific_data.error
-            while error.cause is not None:
-                error = error.cause
-            messages.append(error.message.strip())
-    return messages
-
-
-def print_summary(summary: SyncSummary) -> None:
-    """Per app and table: days (re)loaded, rows they now hold, and count checks passed and failed."""
-    width = max([len(app) for app, _ in summary.tables] + [3])
-    print(f"\n{'app':{width}} {'table':24} {'days':>5} {'rows':>10} {'checks ok':>9} {'failed':>6}")
-    for (app, table), t in sorted(summary.tables.items()):
-        days = str(len(t.days)) if t.days else "-"
-        print(f"{app:{width}} {table:24} {days:>5} {t.rows:>10,} {t.checks_passed:>9} {t.checks_failed:>6}")
-    if not summary.tables:
-        print("nothing to load: every export in the manifests is already loaded")
-    print(f"\n{summary.runs} run(s); {len(summary.failures)} failure(s)")
-    for failure in summary.failures:
-        print(f"FAILED: {failure}")
-
-
-def ensure_dagster_home() -> Path:
-    """Use DAGSTER_HOME, or ./.dagster_home, with the project's instance settings (one warehouse slot)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        with resources.as_file(resources.files("pendo_assets") / "dagster.yaml") as template:
-            shutil.copyfile(template, config)
-    return home
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta, timezone
 
-from pendo_assets.cli import print_summary, sync
+from pendo_assets.sync import print_summary, sync
 from pendo_assets.generator import generate
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse

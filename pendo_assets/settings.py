@@ -13,6 +13,7 @@ DEFAULT_EXPORTS = "./data/exports"
 DEFAULT_WAREHOUSE = "./data/pendo.duckdb"
 DEFAULT_FIRST_DAY = date(2022, 1, 1)
 DEFAULT_SENSOR_INTERVAL_SECONDS = 3600
+DEFAULT_DAGSTER_HOME = ".dagster_home"
 
 ENVIRONMENT = {
     "PENDO_EXPORTS": "export root: a local folder (default ./data/exports)",

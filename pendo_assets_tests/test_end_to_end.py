@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pendo_assets.cli import run_check_evaluations, step_failures
+from pendo_assets.sync import run_check_evaluations, step_failures
 from pendo_assets.definitions import build_app_assets_for, build_definitions
 from pendo_assets.defs.pending import pending_work
 from pendo_assets.defs.assets import app_key_prefix

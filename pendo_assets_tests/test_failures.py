@@ -11,7 +11,7 @@ import dagster as dg
 import fastavro
 import pytest
 
-from pendo_assets.cli import step_failures
+from pendo_assets.sync import step_failures
 from pendo_assets.generator import generate
 from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.settings import Settings

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from pendo_assets.generator import generate
-from pendo_assets.sync_lock import LOCK_FILE
+from pendo_assets.sync.lock import LOCK_FILE
 from pendo_assets_tests.test_end_to_end import END_DAY
 
 REPO = Path(__file__).resolve().parents[1]

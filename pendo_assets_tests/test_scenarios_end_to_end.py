@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pendo_assets.cli import step_failures
+from pendo_assets.sync import step_failures
 from pendo_assets.generator import SCENARIOS, GeneratedExports, Scenario, Truth, generate
 from pendo_assets.generator.spec import RECURRING_HOUR
 from pendo_assets.pendo.tables import AppLocation

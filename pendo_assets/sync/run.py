@@ -1,0 +1,71 @@
+"""Plan every app's pending work and execute it as Dagster runs recorded in the instance at DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import dagster as dg
+
+from pendo_assets.settings import DEFAULT_DAGSTER_HOME, Settings
+from pendo_assets.sync.lock import exclusive_sync, fail_orphaned_sync_runs, sync_run_tags
+from pendo_assets.sync.summary import SyncSummary
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def sync(settings: Settings) -> SyncSummary:
+    home = ensure_dagster_home()
+    with exclusive_sync(home), dg.DagsterInstance.get() as instance:
+        for message in fail_orphaned_sync_runs(instance):
+            print(f"recovered: {message}")
+        return _sync_locked(settings, instance)
+
+
+def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummary:
+    from pendo_assets.defs.pending import pending_work
+    from pendo_assets.definitions import build_app_assets_for, build_definitions
+    from pendo_assets.loading.loader import LoadError, read_manifest
+    from pendo_assets.stores import open_export_store
+
+    partitions, apps = build_app_assets_for(settings)
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    store = open_export_store(settings.exports)
+    summary = SyncSummary()
+    print(f"exports:   {settings.exports}\nwarehouse: {settings.warehouse}\ndagster:   {os.environ['DAGSTER_HOME']}")
+    if not apps:
+        summary.failures.append(f"no apps found under {settings.exports} (expected datasync/<sub>/<app>/"
+                                "exportmanifest.json); run `pendo-datasync generate` for demo exports")
+    for app_assets in apps:
+        try:
+            manifest = read_manifest(store, app_assets.app)
+        except LoadError as exc:
+            summary.failures.append(str(exc))
+            continue
+        work = pending_work(app_assets, manifest.exports, partitions, instance)
+        requests = work.run_requests()
+        print(f"{app_assets.app.label}: {len(manifest.exports)} export(s) in the manifest, {len(requests)} run(s) to do")
+        warning = work.outside_partitions_warning()
+        if warning:
+            print(f"  warning: {warning}")
+        for request in requests:
+            result = job.execute_in_process(
+                instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+                tags={**request.tags, **sync_run_tags()}, run_config=QUIET_RUN_CONFIG,
+                raise_on_error=False)
+            summary.record(app_assets.prefix, instance, result)
+    return summary
+
+
+def ensure_dagster_home() -> Path:
+    """Use DAGSTER_HOME, or ./.dagster_home, with the project's instance settings (one warehouse slot)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        with resources.as_file(resources.files("pendo_assets") / "dagster.yaml") as template:
+            shutil.copyfile(template, config)
+    return home
