@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
 export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
-.PHONY: install demo ui test crash-test bench lock clean
+.PHONY: install demo ui test test-fast crash-test bench lock clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Everything but the tests marked slow, in under 2 minutes: the loop to run while editing.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # SIGKILL a real sync at every named point of a load (make test kills at a few); about 6 minutes.
 crash-test: install

@@ -6,10 +6,10 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from pendo_assets.generator import generate
 from pendo_assets.pendo import avro
 from pendo_assets.pendo.avro import AvroReadError, _polars_reads, read_batches
 from pendo_assets.pendo.native_decoder import NativeDecoder
+from pendo_assets_tests.e2e import generate_small
 
 TS = {"type": "long", "logicalType": "timestamp-millis"}
 SCHEMA = {
@@ -140,7 +140,7 @@ def test_fast_decoder_yields_exactly_the_rows_and_types_of_fastavro(codec):
 
 
 def test_fast_decoder_matches_fastavro_on_every_generated_file(tmp_path):
-    generate(scenario="small", out_dir=tmp_path, end_day=date(2025, 3, 1))
+    generate_small(tmp_path)
     files = sorted(tmp_path.glob("datasync/**/*.avro"))
     assert len(files) > 50
     for path in files:

@@ -22,10 +22,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pendo_assets.generator import generate
 from pendo_assets.loading.crash_points import CRASH_AT_VARIABLE
 from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
-from pendo_assets_tests.test_end_to_end import END_DAY, STEPS
+from pendo_assets_tests.e2e import STEPS, generate_small
+
+# Every crash point runs real syncs in their own processes, each paying Dagster's start-up.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SYNC = str(Path(sys.executable).parent / "pendo-datasync")
@@ -102,10 +104,10 @@ def states(tmp_path_factory) -> tuple[Bucket, WarehouseState, WarehouseState]:
     root = tmp_path_factory.mktemp("crash")
     old = Bucket(root / "exports", root / "old" / "home", root / "old" / "pendo.duckdb")
     old.home.mkdir(parents=True)
-    generate(scenario="small", out_dir=old.exports, end_day=END_DAY, as_of=STEPS[0])
+    generate_small(old.exports, as_of=STEPS[0])
     first = old.sync()
     assert first.returncode == 0, first.stdout + first.stderr
-    generate(scenario="small", out_dir=old.exports, end_day=END_DAY, as_of=STEPS[1])
+    generate_small(old.exports, as_of=STEPS[1])
     reference = old.copy_to(root / "reference")
     second = reference.sync()
     assert second.returncode == 0, second.stdout + second.stderr

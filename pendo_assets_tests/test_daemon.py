@@ -27,11 +27,12 @@ from pendo_assets.settings import Settings
 from pendo_assets_tests.dagster_dev import (
     LOCATION, TERMINAL_RUN_STATUSES, dagster_dev, gql, launch_partition_backfill, launch_partition_run, log_tail,
     runs, scratch_home)
-from pendo_assets_tests.test_end_to_end import assert_warehouse_matches_truth
-from pendo_assets_tests.test_scenarios_end_to_end import loaded_days_only
+from pendo_assets_tests.e2e import END_DAY, assert_warehouse_matches_truth, loaded_days_only, settings_in
+
+# Each session starts a real dagster dev and waits for its runs: minutes.
+pytestmark = pytest.mark.slow
 
 SCENARIO = "one-time-3-years"
-END_DAY = date(2025, 3, 1)
 # As of the first export day only the 3-year one-time export is published; the daily exports follow.
 ONE_TIME_EXPORT_DAY = END_DAY - timedelta(days=2)
 BACKFILL_DAYS = 60
@@ -59,8 +60,7 @@ class Deployment:
 
     @property
     def settings(self) -> Settings:
-        return Settings.from_env({}, exports=str(self.root / "exports"), warehouse=str(self.root / "pendo.duckdb"),
-                                 first_day=self.first_day)
+        return settings_in(self.root, self.first_day)
 
     @property
     def env(self) -> dict[str, str]:

@@ -16,87 +16,23 @@ from pendo_assets.sync import run_check_evaluations, step_failures
 from pendo_assets.definitions import build_app_assets_for, build_definitions
 from pendo_assets.defs.pending import pending_work
 from pendo_assets.defs.assets import app_key_prefix
-from pendo_assets.generator import generate
 from pendo_assets.pendo.models import parse_manifest
-from pendo_assets.pendo.tables import AppLocation, EventTable
+from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
-from pendo_assets.warehouse.sql import qualified, quote_ident
-
-END_DAY = date(2025, 3, 1)
-STEPS = (END_DAY - timedelta(days=5), END_DAY)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "pendo.duckdb"),
-                             first_day=date(2024, 1, 1))
+from pendo_assets.warehouse.sql import quote_ident
+from pendo_assets_tests.e2e import (END_DAY, STEPS, assert_warehouse_matches_truth, days_of, generate_small,
+                                    settings_in, tick_and_run)
 
 
-def tick_and_run(settings: Settings, instance: dg.DagsterInstance, cursors: dict[str, str | None]):
-    """One evaluation of every manifest sensor, then every run it requested, in order."""
-    defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
-    results = []
-    for sensor in defs.sensors:
-        context = dg.build_sensor_context(instance=instance, cursor=cursors.get(sensor.name), definitions=defs,
-                                          resources={"exports": defs.resources["exports"]})
-        tick = sensor.evaluate_tick(context)
-        cursors[sensor.name] = tick.cursor
-        for request in tick.run_requests:
-            result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                            asset_selection=request.asset_selection, tags=request.tags,
-                                            raise_on_error=False)
-            results.append((request, result))
-    return results
-
-
-def days_of(request: dg.RunRequest) -> list[str]:
-    """The partitions a requested run covers: one day, or a range of consecutive days."""
-    if request.partition_key:
-        return [request.partition_key]
-    start = date.fromisoformat(request.tags.get("dagster/asset_partition_range_start", "9999-01-01"))
-    end = date.fromisoformat(request.tags.get("dagster/asset_partition_range_end", "0001-01-01"))
-    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
-
-
-def read_table(warehouse: DuckDBWarehouse, app: AppLocation, table: str, columns: str) -> list[tuple]:
-    with warehouse.session() as session:
-        if session.table_columns(app.schema_name, table) is None:
-            return []
-        return session.query(f"SELECT {columns} FROM {qualified(app.schema_name, table)}")
-
-
-def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
-    warehouse = DuckDBWarehouse(settings.warehouse)
-    for generated_app in generated.apps:
-        app = AppLocation(generated_app.subscription_id, generated_app.application_id)
-        truth = generated_app.truth
-        loaded: dict[date, set[str]] = {}
-        for day, event_id in read_table(warehouse, app, "ALLEVENTS", '"periodId", "eventId"'):
-            loaded.setdefault(day, set()).add(event_id)
-        assert loaded == {d: ids for d, ids in truth.allevents.items() if ids}, app
-        for table in (t for t in EventTable if t.is_matched):
-            loaded_matched: dict[date, set[tuple[str, str]]] = {}
-            for day, matchable_id, event_id in read_table(warehouse, app, table.value,
-                                                          '"periodId", "matchableId", "eventId"'):
-                loaded_matched.setdefault(day, set()).add((matchable_id, event_id))
-            expected = {d: rows for d, rows in truth.matched.get(table.value, {}).items() if rows}
-            assert loaded_matched == expected, (app, table)
-        for table, by_id in truth.definitions.items():
-            id_column = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES": "trackTypeId",
-                         "GUIDES": "guideId"}[table]
-            rows = read_table(warehouse, app, table, f'"{id_column}", "name"')
-            assert {i: n for i, n in rows} == {i: d["name"] for i, d in by_id.items()}, (app, table)
-            assert len(rows) == len(by_id), f"{table} has duplicate ids"
-
-
+# The tests marked slow take 7-13 s each; test_scenarios_end_to_end[small] keeps a sync of `small` fast.
+@pytest.mark.slow
 def test_sensor_ticks_and_their_runs_load_exactly_what_the_exports_mean(settings):
     cursors: dict[str, str | None] = {}
     with dg.instance_for_test() as instance:
         for as_of in STEPS:
-            generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=as_of)
+            generated = generate_small(settings.exports, as_of=as_of)
             results = tick_and_run(settings, instance, cursors)
             assert results, f"the sensor requested nothing as of {as_of}"
             failed = [(r.run_key, r.asset_selection) for r, result in results if not result.success]
@@ -123,13 +59,14 @@ def assert_seed_003_queries_run_unchanged(settings: Settings, generated) -> None
     assert stale_keys | valid_keys <= {tuple(r[i] for i in key) for r in everything}
 
 
+@pytest.mark.slow
 def test_a_second_step_loads_only_the_days_new_exports_affect(settings):
     with dg.instance_for_test() as instance:
-        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
+        generate_small(settings.exports, as_of=STEPS[0])
         first = tick_and_run(settings, instance, {})
         manifest_path = next(Path(settings.exports).glob("datasync/*/*/exportmanifest.json"))
         before = {e["counter"] for e in json.loads(manifest_path.read_text())["exports"]}
-        generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
+        generate_small(settings.exports, as_of=STEPS[1])
         second = tick_and_run(settings, instance, {})
         new_entries = [e for e in json.loads(manifest_path.read_text())["exports"] if e["counter"] not in before]
         new_days = {p["periodId"][:10] for e in new_entries for p in e.get("timeDependent", [])}
@@ -138,9 +75,8 @@ def test_a_second_step_loads_only_the_days_new_exports_affect(settings):
 
 
 def test_sensor_skips_days_before_the_first_partition(tmp_path):
-    settings = Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "w.duckdb"),
-                                 first_day=END_DAY - timedelta(days=3))
-    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    settings = settings_in(tmp_path, first_day=END_DAY - timedelta(days=3))
+    generate_small(settings.exports)
     with dg.instance_for_test() as instance:
         results = tick_and_run(settings, instance, {})
     days = {date.fromisoformat(d) for r, _ in results for d in days_of(r)}
@@ -148,7 +84,7 @@ def test_sensor_skips_days_before_the_first_partition(tmp_path):
 
 
 def test_asset_keys_and_groups_show_each_app(settings):
-    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    generated = generate_small(settings.exports)
     defs = build_definitions(settings)
     app = generated.apps[0]
     prefix = app_key_prefix(AppLocation(app.subscription_id, app.application_id))
@@ -162,7 +98,7 @@ def test_asset_keys_and_groups_show_each_app(settings):
 
 
 def test_a_backfill_range_run_records_a_materialization_and_a_check_per_day(settings):
-    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    generate_small(settings.exports)
     defs = build_definitions(settings)
     job = defs.resolve_implicit_global_asset_job_def()
     days = [(END_DAY - timedelta(days=n)).isoformat() for n in range(6, 0, -1)]
@@ -181,10 +117,11 @@ def test_a_backfill_range_run_records_a_materialization_and_a_check_per_day(sett
         assert {h.status.value for h in history} == {"SUCCEEDED"}
 
 
+@pytest.mark.slow
 def test_a_failing_count_check_fails_the_run_and_names_the_numbers(settings):
     import fastavro
 
-    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    generate_small(settings.exports)
     manifest_path = next(Path(settings.exports).glob("datasync/*/*/exportmanifest.json"))
     latest = json.loads(manifest_path.read_text())["exports"][-1]
     period = next(p for p in latest["timeDependent"] if "allEvents" in p)
@@ -208,9 +145,8 @@ def test_a_failing_count_check_fails_the_run_and_names_the_numbers(settings):
 
 
 def test_days_without_a_partition_are_named_with_their_exports_and_not_requested(tmp_path):
-    settings = Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "w.duckdb"),
-                                 first_day=END_DAY - timedelta(days=3))
-    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY)
+    settings = settings_in(tmp_path, first_day=END_DAY - timedelta(days=3))
+    generated = generate_small(settings.exports)
     manifest_path = Path(generated.apps[0].manifest_path)
     manifest = json.loads(manifest_path.read_text())
     latest = manifest["exports"][-1]

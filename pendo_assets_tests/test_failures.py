@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import fastavro
 import pytest
 
-from pendo_assets.sync import step_failures
-from pendo_assets.generator import generate
 from pendo_assets.pendo.tables import AppLocation
-from pendo_assets.settings import Settings
-from pendo_assets.warehouse.duckdb import DuckDBWarehouse
-from pendo_assets.warehouse.sql import qualified
-from pendo_assets_tests.test_end_to_end import END_DAY, STEPS, days_of, tick_and_run
-
-
-def settings_in(folder: Path) -> Settings:
-    return Settings.from_env({}, exports=str(folder / "exports"), warehouse=str(folder / "pendo.duckdb"),
-                             first_day=date(2024, 1, 1))
+from pendo_assets_tests.e2e import (days_of, failure_messages, loaded_then_reexported, rows_of_day, same_rows,
+                                    settings_in, snapshot, tick_and_run)
 
 
 @pytest.fixture(scope="module")
@@ -43,64 +34,6 @@ def case(first_step_loaded, tmp_path: Path):
     settings = settings_in(tmp_path / "case")
     with dg.instance_for_test(temp_dir=str(tmp_path / "case" / "dagster_home")) as instance:
         yield settings, instance, app, Path(settings.exports) / app.manifest_path, entry, period
-
-
-def snapshot(settings: Settings, app: AppLocation) -> dict[str, list[dict]]:
-    tables = {}
-    with DuckDBWarehouse(settings.warehouse).session() as session:
-        for (table,) in session.query("SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-                                      [app.schema_name]):
-            columns = list(session.table_columns(app.schema_name, table))
-            rows = session.query(f"SELECT * FROM {qualified(app.schema_name, table)}")
-            tables[table] = sorted((dict(zip(columns, r)) for r in rows), key=repr)
-    return tables
-
-
-def rows_of_day(tables: dict[str, list[dict]], day: str) -> dict[str, list[dict]]:
-    value = date.fromisoformat(day)
-    return {table: [r for r in rows if r.get("periodId") == value] for table, rows in tables.items()}
-
-
-def same_rows(after: dict[str, list[dict]], before: dict[str, list[dict]]) -> bool:
-    """Equal on the columns that existed before: other days' loads may have added columns since."""
-    def project(rows, columns):
-        return sorted((tuple(r.get(c) for c in columns) for r in rows), key=repr)
-    return all(project(after.get(t, []), sorted(rows[0]) if rows else []) == project(rows, sorted(rows[0]) if rows else [])
-               for t, rows in before.items())
-
-
-def loaded_state(manifest_path: Path) -> tuple[set[int], set[str]]:
-    """Counters and days with allEvents in the manifest as it is now."""
-    exports = json.loads(manifest_path.read_text())["exports"]
-    return ({e["counter"] for e in exports},
-            {p["periodId"] for e in exports for p in e.get("timeDependent", []) if "allEvents" in p})
-
-
-def new_reexport_of_a_loaded_day(manifest_path: Path, before: tuple[set[int], set[str]]) -> tuple[dict, dict]:
-    counters, days = before
-    for entry in json.loads(manifest_path.read_text())["exports"]:
-        if entry["counter"] in counters:
-            continue
-        for period in entry.get("timeDependent", []):
-            if "allEvents" in period and period["allEvents"]["files"] and period["periodId"] in days:
-                return entry, period
-    raise AssertionError("the scenario has no re-export of an earlier day after the first step")
-
-
-def failure_messages(results) -> list[str]:
-    return [message for _, result in results for message in step_failures(result)]
-
-
-def loaded_then_reexported(settings: Settings, instance: dg.DagsterInstance) -> tuple[AppLocation, Path, dict, dict]:
-    """Load the first step, then publish the next exports; returns a new re-export of an already loaded day."""
-    generated = generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[0])
-    assert all(result.success for _, result in tick_and_run(settings, instance, {}))
-    app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
-    manifest_path = Path(settings.exports) / app.manifest_path
-    before = loaded_state(manifest_path)
-    generate(scenario="small", out_dir=settings.exports, end_day=END_DAY, as_of=STEPS[1])
-    entry, period = new_reexport_of_a_loaded_day(manifest_path, before)
-    return app, manifest_path, entry, period
 
 
 def edit_all_events(manifest_path: Path, entry: dict, period: dict, edit) -> None:
@@ -137,10 +70,14 @@ def assert_day_failed_and_kept(settings, app, results, day, day_rows_before, *ex
     return message
 
 
+# Each test reloads the next step through Dagster, 5-10 s apiece, so most are marked slow; `make test-fast`
+# keeps a missing file and a rogue rootUrl.
 @pytest.mark.parametrize("damage,victim_file", [
-    ("missing", "allevents"), ("truncated", "allevents"), ("empty", "allevents"), ("corrupt", "allevents"),
-    # A matched file is opened and decoded ahead, while the files before it are still being written.
-    ("empty", "last matched"), ("corrupt", "last matched")])
+    ("missing", "allevents"),
+    *[pytest.param(damage, victim_file, marks=pytest.mark.slow) for damage, victim_file in [
+        ("truncated", "allevents"), ("empty", "allevents"), ("corrupt", "allevents"),
+        # A matched file is opened and decoded ahead, while the files before it are still being written.
+        ("empty", "last matched"), ("corrupt", "last matched")]]])
 def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(case, damage, victim_file):
     settings, instance, app, manifest_path, entry, period = case
     day = period["periodId"][:10]
@@ -166,6 +103,7 @@ def test_a_bad_file_fails_its_day_and_leaves_earlier_rows_untouched(case, damage
                                f"export {entry['counter']}")
 
 
+@pytest.mark.slow
 def test_a_count_that_disagrees_with_the_bill_of_materials_fails_and_keeps_the_day(case):
     settings, instance, app, manifest_path, entry, period = case
     edit_all_events(manifest_path, entry, period, lambda slice_: slice_.update(eventCount=slice_["eventCount"] + 1))
@@ -180,6 +118,7 @@ def test_a_count_that_disagrees_with_the_bill_of_materials_fails_and_keeps_the_d
                                period["allEvents"]["files"][0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, problem", [
     ("../../../../etc/passwd", "must not contain"),
     ("/etc/passwd", "is absolute"),
@@ -215,6 +154,7 @@ def test_a_root_url_naming_another_bucket_is_refused_and_nothing_changes(case):
     assert snapshot(settings, app) == before
 
 
+@pytest.mark.slow
 def test_a_partial_manifest_fails_the_tick_naming_it_and_the_next_good_one_loads(case):
     settings, instance, app, manifest_path, entry, period = case
     complete = manifest_path.read_text()
@@ -234,6 +174,7 @@ def test_a_partial_manifest_fails_the_tick_naming_it_and_the_next_good_one_loads
     assert snapshot(settings, app) != before
 
 
+@pytest.mark.slow
 def test_an_unknown_matched_type_stops_the_app_naming_export_day_and_file(case):
     settings, instance, app, manifest_path, entry, period = case
     manifest = json.loads(manifest_path.read_text())
@@ -254,6 +195,7 @@ def test_an_unknown_matched_type_stops_the_app_naming_export_day_and_file(case):
     assert snapshot(settings, app) == before
 
 
+@pytest.mark.slow
 def test_rows_of_another_day_in_a_days_file_fail_that_day_and_keep_it(case):
     settings, instance, app, manifest_path, entry, period = case
     day = period["periodId"][:10]
@@ -271,6 +213,7 @@ def test_rows_of_another_day_in_a_days_file_fail_that_day_and_keep_it(case):
                                f"export {entry['counter']}", "1 row(s) whose periodId is not")
 
 
+@pytest.mark.slow
 def test_an_event_id_twice_in_a_day_fails_the_day_and_keeps_it(case):
     settings, instance, app, manifest_path, entry, period = case
     day = period["periodId"][:10]

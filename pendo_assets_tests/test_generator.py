@@ -45,6 +45,8 @@ MATCH_COLUMNS = ("matchableId", "lastUpdatedAt")
 BENCH_DAY_TEST_EVENTS = 3_000
 # bench-day is checked at a small volume; every other scenario at its own.
 INVARIANT_CASES = [(name, BENCH_DAY_TEST_EVENTS if name == "bench-day" else None) for name in SCENARIOS]
+# The biggest buckets take 10-30 s to generate and check; the others, under 2 s.
+SLOW_SCENARIOS = {"demo", "one-time-3-years"}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -104,7 +106,9 @@ class Walk:
                   for path in (subscription.visitor_manifest_path, subscription.account_manifest_path))]
 
 
-@pytest.fixture(scope="module", params=INVARIANT_CASES, ids=[name for name, _ in INVARIANT_CASES])
+@pytest.fixture(scope="module", ids=[name for name, _ in INVARIANT_CASES],
+                params=[pytest.param(case, marks=pytest.mark.slow if case[0] in SLOW_SCENARIOS else ())
+                        for case in INVARIANT_CASES])
 def walk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Walk:
     name, events_per_day = request.param
     scenario = SCENARIOS[name]
@@ -723,6 +727,7 @@ def test_bench_day_is_one_deflate_allevents_file_with_the_usual_schema(tree, tmp
     assert all(64_000 <= size < 66_000 for size in raw_sizes)
 
 
+@pytest.mark.slow  # generates two bench days under tracemalloc: 5 s
 def test_generation_memory_does_not_grow_with_the_events_of_a_day(tmp_path: Path) -> None:
     peaks = []
     for events in (4_000, 16_000):

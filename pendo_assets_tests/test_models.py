@@ -88,6 +88,7 @@ def test_malformed_manifests_are_refused_with_a_message_naming_the_place(raw, me
     assert "exportmanifest.json" in str(error.value)
 
 
+@pytest.mark.slow  # generates the demo bucket: about 10 s
 def test_the_sensors_lean_parse_sees_the_same_changes_as_the_full_parse(tmp_path):
     from pendo_assets.generator import generate
     from pendo_assets.pendo.plan import definition_tables_touched, tables_touched

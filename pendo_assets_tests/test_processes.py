@@ -7,15 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pendo_assets.generator import generate
 from pendo_assets.sync.lock import LOCK_FILE
-from pendo_assets_tests.test_end_to_end import END_DAY
+from pendo_assets_tests.e2e import generate_small
+
+# Each test starts real programs, each paying Dagster's start-up.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -23,7 +24,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
-    generate(scenario="small", out_dir=tmp_path / "exports", end_day=END_DAY)
+    generate_small(tmp_path / "exports")
     (tmp_path / "dagster_home").mkdir()
     return {**os.environ, "PENDO_EXPORTS": str(tmp_path / "exports"), "PENDO_WAREHOUSE": str(tmp_path / "w.duckdb"),
             "PENDO_FIRST_DAY": "2024-01-01", "DAGSTER_HOME": str(tmp_path / "dagster_home")}

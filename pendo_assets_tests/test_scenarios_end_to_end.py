@@ -7,7 +7,6 @@ exactly what the generator's world model says the published exports mean.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,16 +14,16 @@ import dagster as dg
 import pytest
 
 from pendo_assets.sync import step_failures
-from pendo_assets.generator import SCENARIOS, GeneratedExports, Scenario, Truth, generate
+from pendo_assets.generator import SCENARIOS, GeneratedExports, Scenario, generate
 from pendo_assets.generator.spec import RECURRING_HOUR
 from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
 from pendo_assets.warehouse.sql import quote_ident
-from pendo_assets_tests.test_end_to_end import assert_warehouse_matches_truth, days_of, tick_and_run
+from pendo_assets_tests.e2e import (END_DAY, assert_warehouse_matches_truth, days_of, loaded_days_only,
+                                    settings_in, tick_and_run)
 
-END_DAY = date(2025, 3, 1)
 FIRST_DAY = date(2022, 1, 1)
 LOADABLE = [name for name in SCENARIOS if name != "bench-day"]
 # Each loaded day costs about 0.25 s of Dagster bookkeeping here: the whole 3-year export takes 260 s and
@@ -32,6 +31,8 @@ LOADABLE = [name for name in SCENARIOS if name != "bench-day"]
 # covers the days loaded.
 RECENT_DAYS_ONLY = {"demo": 15, "one-time-3-years": 60}
 EVENTS_PER_DAY = {"demo": 60}
+# 2-30 s each; `small` is left unmarked so `make test-fast` still syncs one scenario end to end.
+SCENARIO_CASES = [pytest.param(name, marks=() if name == "small" else pytest.mark.slow) for name in LOADABLE]
 
 
 def first_partition(name: str) -> date:
@@ -41,21 +42,6 @@ def first_partition(name: str) -> date:
 def sync_dates(scenario: Scenario) -> list[date]:
     first_export_day = END_DAY - timedelta(days=scenario.export_days - 1)
     return [first_export_day + timedelta(days=day - 1) for day in scenario.checkpoints]
-
-
-def from_day(truth: Truth, first_day: date) -> Truth:
-    return Truth(
-        allevents={day: ids for day, ids in truth.allevents.items() if day >= first_day},
-        matched={table: {day: pairs for day, pairs in days.items() if day >= first_day}
-                 for table, days in truth.matched.items()},
-        definitions=truth.definitions,
-        event_counts={key: rows for key, rows in truth.event_counts.items() if key[1] >= first_day},
-    )
-
-
-def loaded_days_only(generated: GeneratedExports, first_day: date) -> GeneratedExports:
-    return replace(generated, apps=[replace(app, truth=from_day(app.truth, first_day))
-                                    for app in generated.apps])
 
 
 def stale_and_valid_feature_rows(settings: Settings, app: AppLocation) -> tuple[set[tuple], set[tuple], int]:
@@ -96,12 +82,11 @@ def assert_only_runs_needing_a_missing_file_fail(results, generated: GeneratedEx
     assert all(evaluation.passed for evaluation in checks)
 
 
-@pytest.mark.parametrize("name", LOADABLE)
+@pytest.mark.parametrize("name", SCENARIO_CASES)
 def test_each_sync_of_the_scenario_leaves_exactly_what_its_exports_mean(name: str, tmp_path: Path) -> None:
     scenario = SCENARIOS[name]
     first_day = first_partition(name)
-    settings = Settings.from_env({}, exports=str(tmp_path / "exports"),
-                                 warehouse=str(tmp_path / "pendo.duckdb"), first_day=first_day)
+    settings = settings_in(tmp_path, first_day)
     cursors: dict[str, str | None] = {}
     missing_file_reported = False
     with dg.DagsterInstance.ephemeral() as instance:

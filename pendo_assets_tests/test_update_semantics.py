@@ -26,11 +26,9 @@ from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.sql import qualified, quote_ident
-from pendo_assets_tests.test_end_to_end import days_of, read_table, tick_and_run
-from pendo_assets_tests.test_failures import (failure_messages, loaded_then_reexported, rows_of_day,
-                                              same_rows, snapshot)
+from pendo_assets_tests.e2e import (END_DAY, days_of, failure_messages, loaded_then_reexported, read_table,
+                                    rows_of_day, same_rows, settings_in, snapshot, tick_and_run)
 
-END_DAY = date(2025, 3, 1)
 FIRST_DAY = date(2022, 1, 1)
 MATCHED_TABLE_OF_TYPE = {"Page": "MATCHEDPAGEEVENTS", "Feature": "MATCHEDFEATUREEVENTS",
                          "TrackType": "MATCHEDTRACKTYPEEVENTS"}
@@ -39,11 +37,6 @@ DEFINITION_ID_COLUMNS = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES
 DEFINITION_FIELDS = ("name", "rulesUpdatedAt", "deletedAt", "softDeleteMethod")
 DEFINITION_FILE_KEYS = {"PAGES": "pageDefinitionsFile", "FEATURES": "featureDefinitionsFile"}
 NEW_FIELD = "sessionId"
-
-
-def settings_in(tmp_path: Path, first_day: date = FIRST_DAY) -> Settings:
-    return Settings.from_env({}, exports=str(tmp_path / "exports"), warehouse=str(tmp_path / "pendo.duckdb"),
-                             first_day=first_day)
 
 
 def day_of(name: str, day_number: int) -> date:
@@ -200,6 +193,8 @@ def full_copy_matches(app: GeneratedApp, entry: dict, day: date, matched_id: str
     return {row["eventId"] for row in avro_rows(folder_of(app, entry), files)}
 
 
+# Tests marked slow sync for 3-9 s each; the quicker ones stay in `make test-fast`.
+@pytest.mark.slow
 def test_partial_definition_files_are_upserted_and_a_full_snapshot_replaces_them(tmp_path: Path) -> None:
     """§4.4: a retroactive export carries only the definitions it changed; they are upserted by id and
     the others stay. The next full export's definitions are the complete set again.
@@ -208,7 +203,7 @@ def test_partial_definition_files_are_upserted_and_a_full_snapshot_replaces_them
     right after it only the retroactive files hold the new rulesUpdatedAt.
     """
     name = "small"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     with dg.DagsterInstance.ephemeral() as instance:
         cursors: dict[str, str | None] = {}
         generated = generate(name, settings.exports, end_day=END_DAY,
@@ -240,11 +235,12 @@ def assert_retroactive_definitions_are_partial_and_new(app: GeneratedApp) -> Non
                    for row in changed)
 
 
+@pytest.mark.slow
 def test_the_same_day_twice_in_one_export_loads_each_row_once(tmp_path: Path) -> None:
     """§4.3 rule 7: a retroactive block folded into a daily export that also carries the day in full.
     The blocks apply in order and no row is loaded twice."""
     name = "retroactive-folded"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     generated = generate(name, settings.exports, end_day=END_DAY,
                          as_of=day_of(name, SCENARIOS[name].lifecycle.retroactive_day))
     app = generated.apps[0]
@@ -259,12 +255,13 @@ def test_the_same_day_twice_in_one_export_loads_each_row_once(tmp_path: Path) ->
     assert_events_equal_truth(settings, app)
 
 
+@pytest.mark.slow
 def test_a_manifest_shrunk_to_one_retroactive_export_is_planned_from_the_catalog(tmp_path: Path) -> None:
     """§4.8, §7 #17: the manifest only ever lists a window of exports and may shrink. A retroactive
     export listed alone re-tags days whose full copies are no longer listed, so the loader plans those
     days from the exports it has cataloged. Entries that are listed again are not loaded again."""
     name = "retroactive-separate"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     retroactive_day = SCENARIOS[name].lifecycle.retroactive_day
     generated = generate(name, settings.exports, end_day=END_DAY, as_of=day_of(name, retroactive_day))
     app = generated.apps[0]
@@ -294,7 +291,7 @@ def test_a_counter_that_now_names_another_folder_is_loaded_from_that_folder(tmp_
     Here every export is redone into new folders with other contents under the same counters (another
     seed of the same scenario); the next sync must load the days and definitions from the new folders."""
     name = "recurring"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     as_of = day_of(name, 3)
     with dg.DagsterInstance.ephemeral() as instance:
         cursors: dict[str, str | None] = {}
@@ -317,7 +314,7 @@ def test_a_ui_backfill_rebuilds_a_day_from_the_catalog_after_its_exports_left_th
     """§4.8: the manifest lists 30 days, so a day's every copy eventually leaves it. A backfill of that
     day (after its rows were damaged) rebuilds it from the export catalog, exactly as its exports mean."""
     name = "manifest-rotation"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     oldest = day_of(name, 0)
     with dg.DagsterInstance.ephemeral() as instance:
         generated = generate(name, settings.exports, end_day=END_DAY, as_of=day_of(name, 10))
@@ -352,12 +349,13 @@ def damage_day(settings: Settings, app: GeneratedApp, day: date) -> None:
                         f'FROM {allevents} WHERE "periodId" = ? LIMIT 1', [day])
 
 
+@pytest.mark.slow
 def test_an_app_that_appears_later_is_loaded_and_the_apps_already_there_are_left_alone(
         tmp_path: Path) -> None:
     """§1.3: apps and subscriptions appear under datasync/ over time. The next code-location load finds a
     new app folder and its first sync loads it whole; nothing is requested for the apps already loaded."""
     staging = tmp_path / "staging"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     generated = generate("multi-tenant", staging, end_day=END_DAY)
     first, *later = generated.apps
 
@@ -381,11 +379,12 @@ def test_an_app_that_appears_later_is_loaded_and_the_apps_already_there_are_left
         assert_definitions_equal_truth(settings, app)
 
 
+@pytest.mark.slow
 def test_a_field_that_appears_later_adds_a_column_that_older_rows_read_as_null(tmp_path: Path) -> None:
     """§3.0, §7.1: a nullable field appearing mid-series adds a column. Rows from earlier files read NULL
     in it, rows from later files carry their values, and an earlier file still loads once it exists."""
     name = "schema-drift"
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path, FIRST_DAY)
     with dg.DagsterInstance.ephemeral() as instance:
         cursors: dict[str, str | None] = {}
         for as_of in (day_of(name, day) for day in SCENARIOS[name].checkpoints):
@@ -432,6 +431,7 @@ def new_field_values_loaded(settings: Settings, app: GeneratedApp) -> dict[date,
     return values
 
 
+@pytest.mark.slow
 def test_a_field_whose_type_changes_fails_the_day_naming_file_and_field(tmp_path: Path) -> None:
     """§3.0, §7 #1: a field whose type changes incompatibly is never coerced: the run fails naming the file
     and the field, and the day keeps the rows it had. Here a re-export writes visitorId as a long; the

@@ -1,0 +1,166 @@
+"""Helpers shared by the end-to-end tests: generated buckets, the real sensor tick and its runs, the warehouse
+read back and compared with the generator's truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from pendo_assets.definitions import build_definitions
+from pendo_assets.generator import GeneratedExports, Truth, generate
+from pendo_assets.pendo.tables import AppLocation, EventTable
+from pendo_assets.settings import Settings
+from pendo_assets.sync import step_failures
+from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.sql import qualified
+
+END_DAY = date(2025, 3, 1)
+STEPS = (END_DAY - timedelta(days=5), END_DAY)
+
+
+def settings_in(folder: Path, first_day: date = date(2024, 1, 1)) -> Settings:
+    """Exports under `folder`/exports, the warehouse in `folder`/pendo.duckdb."""
+    return Settings.from_env({}, exports=str(folder / "exports"), warehouse=str(folder / "pendo.duckdb"),
+                             first_day=first_day)
+
+
+def generate_small(out_dir: Path | str, as_of: date | None = None) -> GeneratedExports:
+    """The `small` scenario ending on END_DAY, as published up to `as_of` (default: all of it)."""
+    return generate(scenario="small", out_dir=out_dir, end_day=END_DAY, as_of=as_of)
+
+
+def tick_and_run(settings: Settings, instance: dg.DagsterInstance, cursors: dict[str, str | None]):
+    """One evaluation of every manifest sensor, then every run it requested, in order."""
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    results = []
+    for sensor in defs.sensors:
+        context = dg.build_sensor_context(instance=instance, cursor=cursors.get(sensor.name),
+                                          definitions=defs, resources={"exports": defs.resources["exports"]})
+        tick = sensor.evaluate_tick(context)
+        cursors[sensor.name] = tick.cursor
+        for request in tick.run_requests:
+            result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                            asset_selection=request.asset_selection, tags=request.tags,
+                                            raise_on_error=False)
+            results.append((request, result))
+    return results
+
+
+def days_of(request: dg.RunRequest) -> list[str]:
+    """The partitions a requested run covers: one day, or a range of consecutive days."""
+    if request.partition_key:
+        return [request.partition_key]
+    start = date.fromisoformat(request.tags.get("dagster/asset_partition_range_start", "9999-01-01"))
+    end = date.fromisoformat(request.tags.get("dagster/asset_partition_range_end", "0001-01-01"))
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def failure_messages(results) -> list[str]:
+    return [message for _, result in results for message in step_failures(result)]
+
+
+def read_table(warehouse: DuckDBWarehouse, app: AppLocation, table: str, columns: str) -> list[tuple]:
+    with warehouse.session() as session:
+        if session.table_columns(app.schema_name, table) is None:
+            return []
+        return session.query(f"SELECT {columns} FROM {qualified(app.schema_name, table)}")
+
+
+def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
+    warehouse = DuckDBWarehouse(settings.warehouse)
+    for generated_app in generated.apps:
+        app = AppLocation(generated_app.subscription_id, generated_app.application_id)
+        truth = generated_app.truth
+        loaded: dict[date, set[str]] = {}
+        for day, event_id in read_table(warehouse, app, "ALLEVENTS", '"periodId", "eventId"'):
+            loaded.setdefault(day, set()).add(event_id)
+        assert loaded == {d: ids for d, ids in truth.allevents.items() if ids}, app
+        for table in (t for t in EventTable if t.is_matched):
+            loaded_matched: dict[date, set[tuple[str, str]]] = {}
+            for day, matchable_id, event_id in read_table(warehouse, app, table.value,
+                                                          '"periodId", "matchableId", "eventId"'):
+                loaded_matched.setdefault(day, set()).add((matchable_id, event_id))
+            expected = {d: rows for d, rows in truth.matched.get(table.value, {}).items() if rows}
+            assert loaded_matched == expected, (app, table)
+        for table, by_id in truth.definitions.items():
+            id_column = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES": "trackTypeId",
+                         "GUIDES": "guideId"}[table]
+            rows = read_table(warehouse, app, table, f'"{id_column}", "name"')
+            assert {i: n for i, n in rows} == {i: d["name"] for i, d in by_id.items()}, (app, table)
+            assert len(rows) == len(by_id), f"{table} has duplicate ids"
+
+
+def from_day(truth: Truth, first_day: date) -> Truth:
+    return Truth(
+        allevents={day: ids for day, ids in truth.allevents.items() if day >= first_day},
+        matched={table: {day: pairs for day, pairs in days.items() if day >= first_day}
+                 for table, days in truth.matched.items()},
+        definitions=truth.definitions,
+        event_counts={key: rows for key, rows in truth.event_counts.items() if key[1] >= first_day},
+    )
+
+
+def loaded_days_only(generated: GeneratedExports, first_day: date) -> GeneratedExports:
+    return replace(generated, apps=[replace(app, truth=from_day(app.truth, first_day))
+                                    for app in generated.apps])
+
+
+def snapshot(settings: Settings, app: AppLocation) -> dict[str, list[dict]]:
+    tables = {}
+    with DuckDBWarehouse(settings.warehouse).session() as session:
+        for (table,) in session.query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [app.schema_name]):
+            columns = list(session.table_columns(app.schema_name, table))
+            rows = session.query(f"SELECT * FROM {qualified(app.schema_name, table)}")
+            tables[table] = sorted((dict(zip(columns, r)) for r in rows), key=repr)
+    return tables
+
+
+def rows_of_day(tables: dict[str, list[dict]], day: str) -> dict[str, list[dict]]:
+    value = date.fromisoformat(day)
+    return {table: [r for r in rows if r.get("periodId") == value] for table, rows in tables.items()}
+
+
+def same_rows(after: dict[str, list[dict]], before: dict[str, list[dict]]) -> bool:
+    """Equal on the columns that existed before: other days' loads may have added columns since."""
+    def project(rows, columns):
+        return sorted((tuple(r.get(c) for c in columns) for r in rows), key=repr)
+    return all(project(after.get(t, []), sorted(rows[0]) if rows else [])
+               == project(rows, sorted(rows[0]) if rows else [])
+               for t, rows in before.items())
+
+
+def loaded_state(manifest_path: Path) -> tuple[set[int], set[str]]:
+    """Counters and days with allEvents in the manifest as it is now."""
+    exports = json.loads(manifest_path.read_text())["exports"]
+    return ({e["counter"] for e in exports},
+            {p["periodId"] for e in exports for p in e.get("timeDependent", []) if "allEvents" in p})
+
+
+def new_reexport_of_a_loaded_day(manifest_path: Path, before: tuple[set[int], set[str]]) -> tuple[dict, dict]:
+    counters, days = before
+    for entry in json.loads(manifest_path.read_text())["exports"]:
+        if entry["counter"] in counters:
+            continue
+        for period in entry.get("timeDependent", []):
+            if "allEvents" in period and period["allEvents"]["files"] and period["periodId"] in days:
+                return entry, period
+    raise AssertionError("the scenario has no re-export of an earlier day after the first step")
+
+
+def loaded_then_reexported(settings: Settings,
+                           instance: dg.DagsterInstance) -> tuple[AppLocation, Path, dict, dict]:
+    """Loads the first step, publishes the next exports; returns a new re-export of an already loaded day."""
+    generated = generate_small(settings.exports, as_of=STEPS[0])
+    assert all(result.success for _, result in tick_and_run(settings, instance, {}))
+    app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
+    manifest_path = Path(settings.exports) / app.manifest_path
+    before = loaded_state(manifest_path)
+    generate_small(settings.exports, as_of=STEPS[1])
+    entry, period = new_reexport_of_a_loaded_day(manifest_path, before)
+    return app, manifest_path, entry, period
