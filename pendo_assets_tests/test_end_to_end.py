@@ -14,7 +14,7 @@ import pytest
 
 from pendo_assets.sync import run_check_evaluations, step_failures
 from pendo_assets.definitions import build_app_assets_for, build_definitions
-from pendo_assets.defs.pending import pending_work
+from pendo_assets.defs.pending import pending_from_history
 from pendo_assets.defs.assets import app_key_prefix
 from pendo_assets.pendo.models import parse_manifest
 from pendo_assets.pendo.tables import AppLocation
@@ -155,7 +155,8 @@ def test_days_without_a_partition_are_named_with_their_exports_and_not_requested
     partitions, (app_assets,) = build_app_assets_for(settings)
 
     with dg.instance_for_test() as instance:
-        work = pending_work(app_assets, parse_manifest(manifest_path.read_bytes(), "m").exports, partitions, instance)
+        entries = parse_manifest(manifest_path.read_bytes(), "m").exports
+        work = pending_from_history(app_assets, entries, partitions, instance)
 
     warning = work.outside_partitions_warning()
     assert f"before the first partition ({END_DAY - timedelta(days=3)})" in warning, warning

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pendo_assets.pendo.models import MatchedSlice
-from pendo_assets.pendo.plan import plan_day, plan_definitions, tables_touched
+from pendo_assets.pendo.plan import build_sources, plan_day, plan_definitions, tables_touched
 from pendo_assets.pendo.tables import DefinitionTable, EventTable, MatchableType
 from pendo_assets_tests.builders import export, matched, period
 
@@ -166,3 +166,17 @@ def test_plan_equals_replaying_every_export_in_counter_order(exports, random):
                     assert s.table is table
                     planned.setdefault(f"{s.matchable_type.value}/{s.matchable_id}", set()).update(s.files)
         assert planned == expected_matched
+
+
+@settings(max_examples=300, deadline=None)
+@given(export_histories())
+def test_build_sources_names_exactly_the_exports_each_plan_is_built_from(exports):
+    """The ledger compares these sets: they must agree with what a load records, table by table."""
+    sources = build_sources(exports)
+    for day in DAYS:
+        plan = plan_day(exports, day)
+        for table in EventTable:
+            assert sources.days.get((table, day), frozenset()) == frozenset(plan.tables[table].touched_by)
+    for table, plan in plan_definitions(exports).items():
+        assert sources.definitions.get(table, frozenset()) == frozenset(plan.touched_by)
+    assert {day for _, day in sources.days} <= set(DAYS)

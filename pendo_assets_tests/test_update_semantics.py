@@ -20,10 +20,11 @@ import fastavro
 import pytest
 
 from pendo_assets.definitions import build_definitions
-from pendo_assets.defs.assets import table_key
+from pendo_assets.defs.assets import RELOAD_TAG, table_key
 from pendo_assets.generator import SCENARIOS, GeneratedApp, generate
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
+from pendo_assets.sync import run_check_evaluations
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.sql import qualified, quote_ident
 from pendo_assets_tests.e2e import (END_DAY, days_of, failure_messages, loaded_then_reexported, read_table,
@@ -83,12 +84,13 @@ def requested_days(results) -> set[date]:
     return {date.fromisoformat(day) for request, _ in results for day in days_of(request)}
 
 
-def run_partition(settings: Settings, instance: dg.DagsterInstance, app: GeneratedApp, day: date):
+def run_partition(settings: Settings, instance: dg.DagsterInstance, app: GeneratedApp, day: date,
+                  tags: dict[str, str] | None = None):
     """What a UI backfill of one day of the app's event tables runs, after a code-location reload."""
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     tables = [table_key(location(app), table.value) for table in EventTable]
     return job.execute_in_process(instance=instance, partition_key=day.isoformat(), asset_selection=tables,
-                                  raise_on_error=False)
+                                  tags=tags, raise_on_error=False)
 
 
 def truth_rows(app: GeneratedApp) -> dict[str, Counter]:
@@ -311,8 +313,10 @@ def test_a_counter_that_now_names_another_folder_is_loaded_from_that_folder(tmp_
 
 def test_a_ui_backfill_rebuilds_a_day_from_the_catalog_after_its_exports_left_the_manifest(
         tmp_path: Path) -> None:
-    """§4.8: the manifest lists 30 days, so a day's every copy eventually leaves it. A backfill of that
-    day (after its rows were damaged) rebuilds it from the export catalog, exactly as its exports mean."""
+    """§4.8: the manifest lists 30 days, so a day's every copy eventually leaves it. After the day's rows
+    were damaged behind the ledger's back, a plain backfill leaves the day (the ledger says it is built from
+    its exports) and its count check catches the damage; a backfill tagged pendo/reload=true rebuilds it
+    from the export catalog, exactly as its exports mean."""
     name = "manifest-rotation"
     settings = settings_in(tmp_path, FIRST_DAY)
     oldest = day_of(name, 0)
@@ -330,8 +334,12 @@ def test_a_ui_backfill_rebuilds_a_day_from_the_catalog_after_its_exports_left_th
         with pytest.raises(AssertionError):
             assert_events_equal_truth(settings, app, days={oldest})
 
-        result = run_partition(settings, instance, app, oldest)
-    assert result.success
+        checked = run_partition(settings, instance, app, oldest)
+        failed_checks = [e.asset_key.path[-1] for e in run_check_evaluations(instance, checked.run_id)
+                         if not e.passed]
+        reloaded = run_partition(settings, instance, app, oldest, tags={RELOAD_TAG: "true"})
+    assert not checked.success and "allevents" in failed_checks
+    assert reloaded.success
     assert_events_equal_truth(settings, app, days={oldest})
 
 

@@ -5,16 +5,19 @@ import pytest
 
 from pendo_assets.pendo.avro import Column
 from pendo_assets.pendo.models import ExportManifest
-from pendo_assets.pendo.plan import plan_day, plan_definitions
+from pendo_assets.pendo.plan import build_sources, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.warehouse.base import SchemaConflict
-from pendo_assets.warehouse.bookkeeping import exports_for_day, exports_with_definitions, record_manifest
+from pendo_assets.warehouse.bookkeeping import (LedgerRow, cataloged_exports, ensure_bookkeeping, exports_for_day,
+                                                exports_with_definitions, ledger_of_app, ledger_of_day,
+                                                ledger_of_definitions, record_manifest, write_ledger)
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.sql import quote_ident
 from pendo_assets_tests.builders import export, matched, period
 
 APP = AppLocation("5123", "-323232")
 P = date(2024, 4, 7)
+OTHER = date(2024, 4, 8)
 COLUMNS = [Column("periodId", "DATE", pa.date32()), Column("eventId", "VARCHAR", pa.string())]
 
 
@@ -108,3 +111,39 @@ def test_a_rewritten_manifest_entry_replaces_the_cataloged_one(warehouse):
         assert record_manifest(s, APP, ExportManifest((rewritten,)), {1: "datasync/5123/-323232/b"}, "run-2") == [1]
         (entry,) = exports_for_day(s, APP, P)
     assert entry.bom.periods[0].all_events.event_count == 12
+
+
+def test_the_catalog_read_back_for_planning_names_the_same_sources_as_the_manifest(warehouse):
+    entries = [export(1, period(P, 10, matched("Page/a", 3)), period(OTHER, 5)),
+               export(2, period(P, None, matched("Feature/b", 2), matched("Page/a", 0)), retro=True,
+                      definitions=(DefinitionTable.FEATURES,)),
+               export(3, period(OTHER, None), definitions=())]
+    with warehouse.session() as s:
+        record_manifest(s, APP, ExportManifest(tuple(entries)), {e.counter: f"f{e.counter}" for e in entries}, "r")
+        cataloged = cataloged_exports(s, APP)
+    assert build_sources(cataloged) == build_sources(entries)
+    assert [e.folder_name for e in cataloged] == [e.folder_name for e in entries]
+
+
+def test_the_ledger_keeps_one_entry_per_table_day_and_definition_table(warehouse):
+    with warehouse.session() as s:
+        ensure_bookkeeping(s)
+        write_ledger(s, APP, "run-1", [LedgerRow("ALLEVENTS", P, frozenset({(1, "a")}), 10),
+                                       LedgerRow("PAGES", None, frozenset({(1, "a")}), 4)])
+        write_ledger(s, APP, "run-2", [LedgerRow("ALLEVENTS", P, frozenset({(1, "a"), (2, "b")}), 12),
+                                       LedgerRow("PAGES", None, frozenset(), 0)])
+        write_ledger(s, AppLocation("5123", "other"), "run-3", [LedgerRow("ALLEVENTS", P, frozenset(), 0)])
+        assert ledger_of_app(s, APP) == {("ALLEVENTS", P): frozenset({(1, "a"), (2, "b")}),
+                                         ("PAGES", None): frozenset()}
+        assert ledger_of_day(s, APP, P) == {"ALLEVENTS": frozenset({(1, "a"), (2, "b")})}
+        assert ledger_of_definitions(s, APP) == {"PAGES": frozenset()}
+
+
+def test_a_ledger_written_in_a_failed_load_is_rolled_back_with_it(warehouse):
+    with pytest.raises(RuntimeError), warehouse.session() as s:
+        ensure_bookkeeping(s)
+        write_ledger(s, APP, "run-1", [LedgerRow("ALLEVENTS", P, frozenset({(1, "a")}), 10)])
+        raise RuntimeError("the load failed after writing its ledger row")
+    with warehouse.session() as s:
+        ensure_bookkeeping(s)
+        assert ledger_of_app(s, APP) == {}

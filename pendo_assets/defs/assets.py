@@ -6,7 +6,9 @@ Event tables of one day are loaded in one warehouse transaction; each table's pa
 check compares its rows with the bill of materials right after. A run may cover a range of days (a UI
 backfill runs up to DAYS_PER_BACKFILL_RUN days per run, since a run's own start-up costs seconds):
 each day is still its own transaction with its own materialization and check result, and a day that
-fails does not stop the others; the run fails at the end if any day did.
+fails does not stop the others; the run fails at the end if any day did. A table the warehouse's
+ledger says is already built from the day's exports is left as it is (its check still runs), unless
+the run is tagged `pendo/reload=true`.
 """
 
 
@@ -27,6 +29,8 @@ COUNT_CHECK = "eventcount_matches_bom"
 LOADED_COUNTERS = "pendo/export_counters"
 # counter=folder of each export a load included: a rewritten manifest may give a counter a new folder.
 LOADED_EXPORTS = "pendo/export_folders"
+# A run tagged pendo/reload=true rebuilds its tables even where the ledger says they are up to date.
+RELOAD_TAG = "pendo/reload"
 
 _EVENT_DESCRIPTIONS = {
     EventTable.ALLEVENTS: "Every raw event of the day, including guide events and events no rule matches.",
@@ -91,7 +95,8 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
     )
     def definitions(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
         tables = [definition_by_key[k] for k in context.selected_asset_keys]
-        results = load_definitions(exports.open(), warehouse.open(), app, tables, context.run.run_id, context.log.info)
+        results = load_definitions(exports.open(), warehouse.open(), app, tables, context.run.run_id, context.log.info,
+                                   reload=_reload_asked(context))
         for table in tables:
             yield dg.MaterializeResult(asset_key=definition_keys[table], metadata=_table_metadata(results[table]))
 
@@ -112,16 +117,18 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
     def events(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
         tables = [event_by_key[k] for k in context.selected_asset_keys]
         store, target = exports.open(), warehouse.open()
-        failures, manifest = [], None
+        failures: dict[str, list[str]] = {}
+        manifest = None
         for partition in context.partition_keys:
             day = date.fromisoformat(partition)
             try:
                 # A 3-year manifest takes a good part of a small day's load to parse: once per run is enough.
                 manifest = manifest or read_manifest(store, app)
-                results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info, manifest)
+                results = load_day(store, target, app, day, tables, context.run.run_id, context.log.info, manifest,
+                                   reload=_reload_asked(context))
             except LoadError as exc:
                 context.log.error(str(exc))
-                failures.append(str(exc))
+                failures[partition] = [str(exc)]
                 continue
             with target.session() as session:
                 counts = {table: count_table_day(session, app, table, day) for table in tables}
@@ -133,10 +140,11 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
                 evaluation = count_check(event_keys[table], results[table], actual, per_matchable)
                 context.log_event(evaluation)
                 if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                    failures.append(f"{app.label}, {table.value} {partition}: {COUNT_CHECK} failed: "
-                                    f"{evaluation.description}")
+                    failures.setdefault(partition, []).append(
+                        f"{app.label}, {table.value} {partition}: {COUNT_CHECK} failed: {evaluation.description}")
         if failures:
-            raise LoadError(f"{len(failures)} of {len(context.partition_keys)} day(s) failed: " + " | ".join(failures))
+            raise LoadError(f"{len(failures)} of {len(context.partition_keys)} day(s) failed: "
+                            + " | ".join(message for messages in failures.values() for message in messages))
         yield from ()
 
     return AppAssets(app, source, definitions, events)
@@ -168,8 +176,14 @@ def count_check(key: dg.AssetKey, result: TableLoad, actual: int, per_matchable:
                                    severity=dg.AssetCheckSeverity.ERROR)
 
 
+def _reload_asked(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(RELOAD_TAG, "").lower() == "true"
+
+
 def _table_metadata(result: TableLoad) -> dict[str, object]:
     return {
+        "pendo/load": ("unchanged: the warehouse already held it from these exports" if result.unchanged
+                       else "replaced"),
         "dagster/row_count": result.rows,
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, data_type.lower()) for name, data_type in result.columns.items()]),

@@ -1,8 +1,14 @@
-"""Which (table, day) pairs new manifest entries affect and that are not loaded yet.
+"""The runs to request for pending work: definition tables and (table, day) pairs, grouped into ranges.
 
-Shared by the sensor and the headless `sync`, so both agree on what is left to do. "Loaded" is read
-from Dagster's own materialization history: each materialization records the exports (counter and
-folder) its plan included, so work done by `pendo-datasync sync` is not requested again by the sensor.
+What is pending comes from one of two places:
+
+* `pending_from_warehouse` (the headless `sync`): whatever the warehouse's own ledger lacks, the only
+  record that decides what is loaded (see `loading/ledger.py`).
+* `pending_from_history` (the sensor, which must not open the warehouse while a run may hold its
+  lock): the table-days new manifest entries touch, less those Dagster's materialization history
+  obviously has (each materialization records the exports, counter and folder, its plan included).
+  History is only a hint to avoid requesting finished work: every run checks the warehouse again
+  before loading a day, and `sync` rebuilds whatever the warehouse lacks.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Iterable
 import dagster as dg
 
 from pendo_assets.defs.assets import DAYS_PER_BACKFILL_RUN, LOADED_COUNTERS, LOADED_EXPORTS, AppAssets
+from pendo_assets.loading.ledger import OutOfDate
 from pendo_assets.pendo.models import ExportEntry
 from pendo_assets.pendo.plan import definition_tables_touched, tables_touched
 from pendo_assets.pendo.tables import DefinitionTable, EventTable
@@ -29,17 +36,27 @@ class DayWork:
 @dataclass
 class PendingWork:
     app_assets: AppAssets
+    partitions: dg.TimeWindowPartitionsDefinition
     definitions: dict[DefinitionTable, set[int]] = field(default_factory=dict)
     days: dict[date, DayWork] = field(default_factory=dict)
     outside_partitions: dict[date, set[int]] = field(default_factory=dict)
     folders: dict[int, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Daily partitions without exclusions are exactly the days from the first to the last key; asking
+        # Dagster per day costs about half a millisecond, seconds for a 3-year export.
+        first, last = self.partitions.get_first_partition_key(), self.partitions.get_last_partition_key()
+        self._first = date.fromisoformat(first) if first else date.max
+        self._last = date.fromisoformat(last) if last else date.min
+
+    def has_partition(self, day: date) -> bool:
+        return self._first <= day <= self._last
+
     def outside_partitions_warning(self) -> str | None:
         """Days of the exports that have no partition, by cause, with the exports that carry them."""
         if not self.outside_partitions:
             return None
-        partitions = self.app_assets.events.partitions_def
-        first = date.fromisoformat(partitions.get_first_partition_key())
+        first = self._first
         parts = []
         for label, days, advice in (
                 (f"before the first partition ({first})", [d for d in self.outside_partitions if d < first],
@@ -52,6 +69,21 @@ class PendingWork:
                 parts.append(f"{len(days)} day(s) {label}, {min(days)} .. {max(days)} in exports "
                              f"{', '.join(map(str, counters))}, were not requested; {advice}")
         return f"{self.app_assets.app.label}: " + "; ".join(parts) + "."
+
+    def add_definitions(self, table: DefinitionTable, counters: Iterable[int]) -> None:
+        self.definitions.setdefault(table, set()).update(counters)
+
+    def add_table_day(self, table: EventTable, day: date, counters: Iterable[int]) -> None:
+        if not self.has_partition(day):
+            self.outside_partitions.setdefault(day, set()).update(counters)
+            return
+        day_work = self.days.setdefault(day, DayWork())
+        day_work.tables.add(table)
+        day_work.counters.update(counters)
+
+    @property
+    def table_days(self) -> int:
+        return sum(len(work.tables) for work in self.days.values())
 
     @property
     def definition_counters(self) -> list[int]:
@@ -73,7 +105,8 @@ class PendingWork:
             selection = [self.app_assets.event_key(t) for t in sorted(tables, key=list(EventTable).index)]
             run_tags = {**tags, "pendo/export_counters": counter_text}
             if len(days) == 1:
-                requests.append(dg.RunRequest(run_key=f"{days[0]}@{counter_text}{digest}", partition_key=days[0].isoformat(),
+                requests.append(dg.RunRequest(run_key=f"{days[0]}@{counter_text}{digest}",
+                                              partition_key=days[0].isoformat(),
                                               asset_selection=selection, tags=run_tags))
             else:
                 requests.append(dg.RunRequest(
@@ -105,24 +138,29 @@ class PendingWork:
         return ranges
 
 
-def pending_work(app_assets: AppAssets, entries: Iterable[ExportEntry], partitions: dg.PartitionsDefinition,
-                 instance: dg.DagsterInstance) -> PendingWork:
-    work = PendingWork(app_assets)
+def pending_from_warehouse(app_assets: AppAssets, out_of_date: OutOfDate,
+                           partitions: dg.TimeWindowPartitionsDefinition) -> PendingWork:
+    work = PendingWork(app_assets, partitions, folders=dict(out_of_date.folders))
+    for table, counters in out_of_date.definitions.items():
+        work.add_definitions(table, counters)
+    for (table, day), counters in out_of_date.days.items():
+        work.add_table_day(table, day, counters)
+    return work
+
+
+def pending_from_history(app_assets: AppAssets, entries: Iterable[ExportEntry],
+                         partitions: dg.TimeWindowPartitionsDefinition, instance: dg.DagsterInstance) -> PendingWork:
+    work = PendingWork(app_assets, partitions)
     loaded = _LoadedExports(instance)
     for entry in entries:
         work.folders[entry.counter] = entry.folder_name
         for table in definition_tables_touched(entry):
             if not loaded.includes(app_assets.definition_key(table), None, entry):
-                work.definitions.setdefault(table, set()).add(entry.counter)
+                work.add_definitions(table, [entry.counter])
         for day, tables in tables_touched(entry).items():
-            if not partitions.has_partition_key(day.isoformat()):
-                work.outside_partitions.setdefault(day, set()).add(entry.counter)
-                continue
             for table in tables:
-                if not loaded.includes(app_assets.event_key(table), day, entry):
-                    day_work = work.days.setdefault(day, DayWork())
-                    day_work.tables.add(table)
-                    day_work.counters.add(entry.counter)
+                if not work.has_partition(day) or not loaded.includes(app_assets.event_key(table), day, entry):
+                    work.add_table_day(table, day, [entry.counter])
     return work
 
 

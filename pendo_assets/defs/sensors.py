@@ -11,7 +11,7 @@ import json
 import dagster as dg
 
 from pendo_assets.defs.assets import AppAssets
-from pendo_assets.defs.pending import pending_work
+from pendo_assets.defs.pending import pending_from_history
 from pendo_assets.defs.resources import ExportStoreResource
 from pendo_assets.pendo.models import parse_manifest
 
@@ -37,7 +37,7 @@ def build_manifest_sensor(app_assets: AppAssets, partitions: dg.PartitionsDefini
                                   matched_detail=False)
         handled = cursor.get("exports", {})
         new = [e for e in manifest.exports if handled.get(str(e.counter)) != e.folder_name]
-        work = pending_work(app_assets, new, partitions, context.instance)
+        work = pending_from_history(app_assets, new, partitions, context.instance)
         warning = work.outside_partitions_warning()
         if warning:
             context.log.warning(warning)

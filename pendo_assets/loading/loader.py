@@ -1,9 +1,11 @@
 """Apply a day's (or the definitions') plan to the warehouse: one transaction, all or nothing.
 
 Every run first adds new manifest entries to the export catalog, then plans from the catalog, so a
-day can be rebuilt even after its export rotated out of Pendo's 30-day manifest. Before anything is
-deleted, every file the plan needs must exist; while loading, each slice's rows must equal the bill
-of materials' `eventCount` and carry the day's periodId. Any failure rolls the whole day back.
+day can be rebuilt even after its export rotated out of Pendo's 30-day manifest. A table whose ledger
+entry says it was already built from exactly the exports the plan names is left as it is (unless a
+reload is asked for). Before anything is deleted, every file the plan needs must exist; while loading,
+each slice's rows must equal the bill of materials' `eventCount` and carry the day's periodId. Any
+failure rolls the whole day back, ledger and load log included.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_da
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore, MissingExportFile
 from pendo_assets.warehouse.base import SchemaConflict, Warehouse, WarehouseSession
-from pendo_assets.warehouse.bookkeeping import (LoadLogRow, exports_for_day, exports_with_definitions,
-                                                record_manifest, write_load_log)
+from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, exports_for_day,
+                                                exports_with_definitions, ledger_of_day, ledger_of_definitions,
+                                                record_manifest, write_ledger, write_load_log)
 from pendo_assets.warehouse.sql import qualified, quote_ident
 
 MATCHABLE_COLUMN = "matchableId"
@@ -55,12 +58,19 @@ class TableLoad:
     columns: dict[str, str] = field(default_factory=dict)
     added_columns: list[str] = field(default_factory=list)
     files: int = 0
+    # True when the warehouse already held the table from exactly these exports, so nothing was written.
+    unchanged: bool = False
+
+    @property
+    def built_from(self) -> ExportRefs:
+        return frozenset(self.export_folders.items())
 
 
-def read_manifest(store: ExportStore, app: AppLocation) -> ExportManifest:
+def read_manifest(store: ExportStore, app: AppLocation, matched_detail: bool = True) -> ExportManifest:
+    """The app's manifest; `matched_detail=False` is enough to plan (see `parse_manifest`), never to load."""
     source = f"{store.url}/{app.manifest_path}"
     try:
-        return parse_manifest(store.read_bytes(app.manifest_path), source)
+        return parse_manifest(store.read_bytes(app.manifest_path), source, matched_detail=matched_detail)
     except MissingExportFile as exc:
         raise LoadError(f"{app.label}: {exc}") from None
     except ManifestError as exc:
@@ -69,57 +79,91 @@ def read_manifest(store: ExportStore, app: AppLocation) -> ExportManifest:
 
 def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: date,
              tables: Iterable[EventTable], run_id: str, progress: Progress = lambda _: None,
-             manifest: ExportManifest | None = None) -> dict[EventTable, TableLoad]:
-    """Replace the day in every table of `tables`; pass `manifest` when loading many days from one read."""
+             manifest: ExportManifest | None = None, reload: bool = False) -> dict[EventTable, TableLoad]:
+    """Bring the day of every table in `tables` up to date; pass `manifest` when loading many days from one read.
+
+    A table the ledger says is built from the exports the plan names is left as it is, unless `reload`.
+    """
     start_decoder()
     if manifest is None:
         manifest = read_manifest(store, app)
     bucket = expected_bucket(store.bucket, manifest.exports)
-    folders = _folders(app, manifest.exports, bucket)
+    folders = folders_of(app, manifest.exports, bucket)
     tables = sorted(set(tables), key=list(EventTable).index)
     crash_point(MANIFEST_READ)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
         crash_point(CATALOG_WRITTEN)
         cataloged = exports_for_day(session, app, day)
-        folders.update(_folders(app, cataloged, bucket))
+        folders.update(folders_of(app, cataloged, bucket))
         plan = plan_day(cataloged, day)
-        slices = [s for t in tables for s in plan.tables[t].slices]
+        built = ledger_of_day(session, app, day)
+        stale = [t for t in tables if reload or built.get(t.value) != _built_from(folders, plan.tables[t].touched_by)]
+        slices = [s for t in stale for s in plan.tables[t].slices]
         _require_files(store, app, folders, slices)
         results, log = {}, []
         with _Files(store, app, [_file_path(app, folders, s.counter, name, s.describe())
                                  for s in slices for name in s.files]) as files:
             for table in tables:
+                if table not in stale:
+                    results[table] = _unchanged_table_day(session, app, folders, plan.tables[table])
+                    continue
                 results[table], table_log = _replace_table_day(session, files, app, folders, plan.tables[table],
                                                                progress)
                 log.extend(table_log)
                 crash_point(TABLE_REPLACED)
+        write_ledger(session, app, run_id, [LedgerRow(t.value, day, results[t].built_from, results[t].rows)
+                                            for t in stale])
         write_load_log(session, app, run_id, log)
         crash_point(LOAD_LOG_WRITTEN)
     crash_point(DAY_COMMITTED)
+    progress(f"{day}: {describe_loads(results.values())}")
     return results
 
 
 def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
-                     tables: Iterable[DefinitionTable], run_id: str, progress: Progress = lambda _: None
-                     ) -> dict[DefinitionTable, TableLoad]:
+                     tables: Iterable[DefinitionTable], run_id: str, progress: Progress = lambda _: None,
+                     reload: bool = False) -> dict[DefinitionTable, TableLoad]:
+    """Bring each definition table up to date, leaving those the ledger says are current, unless `reload`."""
     manifest = read_manifest(store, app)
     bucket = expected_bucket(store.bucket, manifest.exports)
-    folders = _folders(app, manifest.exports, bucket)
+    folders = folders_of(app, manifest.exports, bucket)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
-        folders.update(_folders(app, cataloged, bucket))
+        folders.update(folders_of(app, cataloged, bucket))
         plans = plan_definitions(cataloged)
-        results, log = {}, []
+        built = ledger_of_definitions(session, app)
+        results, log, ledger = {}, [], []
         with _Files(store, app) as files:
             for table in tables:
-                results[table], table_log = _rebuild_definitions(session, files, app, folders, plans[table],
-                                                                 progress)
+                plan = plans[table]
+                result = TableLoad(table.table_name, None, 0, None, plan.touched_by,
+                                   _folder_names(folders, plan.touched_by))
+                if not reload and built.get(table.table_name) == result.built_from:
+                    results[table] = _unchanged(session, app, table.table_name, {}, result)
+                    continue
+                results[table], table_log = _rebuild_definitions(session, files, app, folders, plan, result)
                 log.extend(table_log)
+                ledger.append(LedgerRow(table.table_name, None, result.built_from, result.rows))
+        write_ledger(session, app, run_id, ledger)
         write_load_log(session, app, run_id, log)
     crash_point(DEFINITIONS_COMMITTED)
+    progress(f"definitions: {describe_loads(results.values())}")
     return results
+
+
+def describe_loads(results: Iterable[TableLoad]) -> str:
+    """One line for a day (or the definitions), since each log line is an event Dagster stores."""
+    results = list(results)
+    replaced = ", ".join(f"{r.table} {r.rows:,} rows from {r.files} file(s)" for r in results if not r.unchanged)
+    unchanged = ", ".join(f"{r.table} ({r.rows:,} rows)" for r in results if r.unchanged)
+    exports = sorted({c for r in results for c in r.touched_by})
+    return "; ".join(part for part in (
+        f"replaced {replaced}" if replaced else "",
+        f"left as already built: {unchanged}" if unchanged else "",
+        f"from exports {', '.join(map(str, exports))}" if exports else "no export mentions it")
+        if part)
 
 
 def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTable, day: date
@@ -141,7 +185,8 @@ def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTab
     return total, per_matchable
 
 
-def _folders(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | None) -> dict[int, str]:
+def folders_of(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | None) -> dict[int, str]:
+    """Each export's folder, relative to the export root, with its rootUrl checked (see `export_folder`)."""
     try:
         return {e.counter: export_folder(app, e, bucket) for e in entries}
     except ManifestError as exc:
@@ -151,6 +196,10 @@ def _folders(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | Non
 def _folder_names(folders: dict[int, str], counters: Iterable[int]) -> dict[int, str]:
     """Each export's own folder name, recorded with a load: a counter alone may be redelivered elsewhere."""
     return {c: folders[c].rsplit("/", 1)[-1] for c in counters}
+
+
+def _built_from(folders: dict[int, str], counters: Iterable[int]) -> ExportRefs:
+    return frozenset(_folder_names(folders, counters).items())
 
 
 def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str], slices: list[Slice]) -> None:
@@ -170,17 +219,12 @@ def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str]
 def _replace_table_day(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
                        plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.value
-    result = TableLoad(table, plan.day, 0, plan.expected_rows, plan.touched_by,
-                       _folder_names(folders, plan.touched_by))
+    result = _table_day_load(folders, plan)
     if session.table_columns(schema, table) is not None:
         session.delete(schema, table, {PERIOD_COLUMN: plan.day})
     crash_point(DAY_DELETED)
     log = []
     for s in plan.slices:
-        if s.matchable_id is not None:
-            before = result.expected_by_matchable.get(s.matchable_id, 0)
-            result.expected_by_matchable[s.matchable_id] = (
-                None if before is None or s.event_count is None else before + s.event_count)
         loaded = 0
         for name in s.files:
             path = _file_path(app, folders, s.counter, name, s.describe())
@@ -209,14 +253,36 @@ def _replace_table_day(session: WarehouseSession, files: "_Files", app: AppLocat
         log.append(LoadLogRow(table, plan.day, s.counter, s.matchable_id, s.files, s.event_count, loaded))
     _require_unique_events(session, app, plan)
     result.columns = session.table_columns(schema, table) or {}
-    progress(f"{table} {plan.day}: {result.rows:,} rows from {len(plan.slices)} slice(s), {result.files} file(s)")
     return result, log
 
 
+def _table_day_load(folders: dict[int, str], plan: TableDayPlan) -> TableLoad:
+    """A table-day's result before loading: what the plan expects, in total and per matchable."""
+    result = TableLoad(plan.table.value, plan.day, 0, plan.expected_rows, plan.touched_by,
+                       _folder_names(folders, plan.touched_by))
+    for s in plan.slices:
+        if s.matchable_id is not None:
+            before = result.expected_by_matchable.get(s.matchable_id, 0)
+            result.expected_by_matchable[s.matchable_id] = (
+                None if before is None or s.event_count is None else before + s.event_count)
+    return result
+
+
+def _unchanged_table_day(session: WarehouseSession, app: AppLocation, folders: dict[int, str],
+                         plan: TableDayPlan) -> TableLoad:
+    return _unchanged(session, app, plan.table.value, {PERIOD_COLUMN: plan.day}, _table_day_load(folders, plan))
+
+
+def _unchanged(session: WarehouseSession, app: AppLocation, table: str, where: dict, result: TableLoad) -> TableLoad:
+    columns = session.table_columns(app.schema_name, table)
+    result.rows = session.count(app.schema_name, table, where) if columns is not None else 0
+    result.columns, result.unchanged = columns or {}, True
+    return result
+
+
 def _rebuild_definitions(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
-                         plan: DefinitionPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
+                         plan: DefinitionPlan, result: TableLoad) -> tuple[TableLoad, list[LoadLogRow]]:
     schema, table = app.schema_name, plan.table.table_name
-    result = TableLoad(table, None, 0, None, plan.touched_by, _folder_names(folders, plan.touched_by))
     if plan.snapshot is None and not plan.upserts:
         result.columns = session.table_columns(schema, table) or {}
         return result, []
@@ -242,7 +308,6 @@ def _rebuild_definitions(session: WarehouseSession, files: "_Files", app: AppLoc
         log.append(LoadLogRow(table, None, source_export.counter, None, source_export.files, None, loaded))
     result.rows = session.count(schema, table, {})
     result.columns = session.table_columns(schema, table) or {}
-    progress(f"{table}: {result.rows:,} definitions from exports {list(plan.touched_by)}")
     return result, log
 
 

@@ -11,7 +11,8 @@ Definition tables are the latest non-retroactive export's definition files, upse
 definition files of later retroactive exports.
 
 The result describes the final content of each table-day, not a sequence of edits, so loading it is
-"delete the day, insert the slices" and always idempotent.
+"delete the day, insert the slices" and always idempotent. A table-day is therefore up to date exactly
+when it was last built from the same set of exports that mention it now (`build_sources`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,28 @@ def plan_definitions(exports: Iterable[ExportEntry]) -> dict[DefinitionTable, De
             DefinitionSource(e, e.counter, e.bom.definition_files[table]) for e in later),
             touched_by=tuple(e.counter for e in carrying))
     return plans
+
+
+@dataclass(frozen=True)
+class BuildSources:
+    """The counters of every export each event table-day, and each definition table, is built from."""
+
+    days: Mapping[tuple[EventTable, date], frozenset[int]]
+    definitions: Mapping[DefinitionTable, frozenset[int]]
+
+
+def build_sources(exports: Iterable[ExportEntry]) -> BuildSources:
+    """Agrees with the plans' `touched_by`, but needs only which tables each export mentions per day."""
+    days: dict[tuple[EventTable, date], set[int]] = {}
+    definitions: dict[DefinitionTable, set[int]] = {}
+    for entry in exports:
+        for day, tables in tables_touched(entry).items():
+            for table in tables:
+                days.setdefault((table, day), set()).add(entry.counter)
+        for table in definition_tables_touched(entry):
+            definitions.setdefault(table, set()).add(entry.counter)
+    return BuildSources({key: frozenset(c) for key, c in days.items()},
+                        {table: frozenset(c) for table, c in definitions.items()})
 
 
 def tables_touched(entry: ExportEntry) -> dict[date, frozenset[EventTable]]:

@@ -1,13 +1,13 @@
 """One `pendo-datasync sync` at a time per Dagster instance, and recovery from one that was killed.
 
-Two syncs started together would compute the same pending work from Dagster's history and load every
-day twice (correctly, since a day is replaced in one transaction, but for nothing). So a sync holds an
-exclusive lock on a file in DAGSTER_HOME; a second one waits, then finds nothing left to do.
+Two syncs started together would plan the same pending work from the warehouse and launch every run
+twice (harmlessly, since each run rechecks the ledger, but for nothing). So a sync holds an exclusive
+lock on a file in DAGSTER_HOME; a second one waits, then finds nothing left to do.
 
 A sync killed mid-run (SIGKILL, OOM, power cut) leaves its run STARTED and its slot in the warehouse
 pool claimed, which would block every later run. Holding the lock, any sync run still unfinished on
 this host belongs to a dead process: it is marked failed and its slot freed, and its days, never
-recorded as materialized, are simply pending again.
+committed to the warehouse's ledger, are simply pending again.
 """
 
 from __future__ import annotations

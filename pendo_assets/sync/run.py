@@ -25,14 +25,22 @@ def sync(settings: Settings) -> SyncSummary:
 
 
 def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummary:
-    from pendo_assets.defs.pending import pending_work
+    """Each app's work comes from the warehouse (its ledger against the catalog and manifest), never from
+    Dagster's history: a rebuilt, replaced or restored warehouse gets exactly what it lacks."""
+    from pendo_assets.defs.pending import pending_from_warehouse
     from pendo_assets.definitions import build_app_assets_for, build_definitions
+    from pendo_assets.loading.ledger import out_of_date
     from pendo_assets.loading.loader import LoadError, read_manifest
     from pendo_assets.stores import open_export_store
+    from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
+    from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 
+    store = open_export_store(settings.exports)
+    warehouse = DuckDBWarehouse(settings.warehouse)
+    with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
+        ensure_bookkeeping(session)
     partitions, apps = build_app_assets_for(settings)
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
-    store = open_export_store(settings.exports)
     summary = SyncSummary()
     print(f"exports:   {settings.exports}\nwarehouse: {settings.warehouse}\ndagster:   {os.environ['DAGSTER_HOME']}")
     if not apps:
@@ -40,13 +48,16 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
                                 "exportmanifest.json); run `pendo-datasync generate` for demo exports")
     for app_assets in apps:
         try:
-            manifest = read_manifest(store, app_assets.app)
+            manifest = read_manifest(store, app_assets.app, matched_detail=False)
+            work = pending_from_warehouse(app_assets, out_of_date(store, warehouse, app_assets.app, manifest),
+                                          partitions)
         except LoadError as exc:
             summary.failures.append(str(exc))
             continue
-        work = pending_work(app_assets, manifest.exports, partitions, instance)
         requests = work.run_requests()
-        print(f"{app_assets.app.label}: {len(manifest.exports)} export(s) in the manifest, {len(requests)} run(s) to do")
+        print(f"{app_assets.app.label}: {len(manifest.exports)} export(s) in the manifest; "
+              f"{work.table_days} table-day(s) and {len(work.definitions)} definition table(s) to build, "
+              f"{len(requests)} run(s) to do")
         warning = work.outside_partitions_warning()
         if warning:
             print(f"  warning: {warning}")

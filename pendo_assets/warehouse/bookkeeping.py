@@ -1,8 +1,13 @@
-"""The pipeline's own tables, in a schema of their own: the export catalog and the load log.
+"""The pipeline's own tables, in a schema of their own: the export catalog, the ledger and the load log.
 
 The catalog keeps every manifest entry ever seen, with its bill of materials, because Pendo's manifest
 only lists the last 30 days: a day must stay reloadable after its export rotated out. Slices are
 stored one row each, so planning a day reads only the exports that mention it.
+
+The ledger is the record of what is loaded: one row per table-day (and per definition table) naming
+the exports it was last built from, written in the same transaction as its rows. A warehouse that is
+rebuilt, restored from a backup or replaced therefore says itself what it lacks, whatever Dagster's
+history remembers. The load log is the history: every slice each run loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pendo_assets.warehouse.sql import qualified, quote_ident
 SCHEMA = "PENDO_DATASYNC"
 CATALOG = "EXPORT_CATALOG"
 CATALOG_SLICES = "EXPORT_CATALOG_SLICES"
+LEDGER = "LEDGER"
 LOAD_LOG = "LOAD_LOG"
 
 _DDL = {
@@ -33,6 +39,8 @@ _DDL = {
     CATALOG_SLICES: """subscription_id VARCHAR, application_id VARCHAR, counter BIGINT, period_day DATE,
         period_index INTEGER, matchable_type VARCHAR, matchable_id VARCHAR, event_count BIGINT,
         files VARCHAR""",
+    LEDGER: """subscription_id VARCHAR, application_id VARCHAR, table_name VARCHAR, period_day DATE,
+        built_from VARCHAR, row_count BIGINT, loaded_at TIMESTAMP, run_id VARCHAR""",
     LOAD_LOG: """loaded_at TIMESTAMP, run_id VARCHAR, subscription_id VARCHAR, application_id VARCHAR,
         table_name VARCHAR, period_day DATE, export_counter BIGINT, matchable_id VARCHAR, files VARCHAR,
         expected_rows BIGINT, loaded_rows BIGINT""",
@@ -49,6 +57,18 @@ _LOG_SCHEMA = pa.schema([
     ("export_counter", pa.int64()), ("matchable_id", pa.string()), ("files", pa.string()),
     ("expected_rows", pa.int64()), ("loaded_rows", pa.int64()),
 ])
+
+
+# (counter, export folder name): a rewritten manifest may deliver a counter again in another folder.
+ExportRefs = frozenset[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    table_name: str
+    period_day: date | None
+    built_from: ExportRefs
+    row_count: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,73 @@ def exports_with_definitions(session: WarehouseSession, app: AppLocation) -> lis
             by_key[key]: tuple(files) for key, files in json.loads(definitions).items()}))
         for counter, root_url, export_type, finish, size, definitions in rows
     ]
+
+
+def cataloged_exports(session: WarehouseSession, app: AppLocation) -> list[ExportEntry]:
+    """Every cataloged export, its bill of materials reduced to which tables it mentions on which day.
+
+    Enough to tell which exports each table-day is built from (`plan.build_sources`), never to load:
+    each matched slice is a marker of its type, without files or counts.
+    """
+    mentions: dict[int, dict[date, tuple[bool, set[str]]]] = {}
+    for counter, day, matchable_type in session.query(
+            f"SELECT counter, period_day, matchable_type FROM {qualified(SCHEMA, CATALOG_SLICES)} "
+            "WHERE subscription_id = ? AND application_id = ? GROUP BY ALL",
+            [app.subscription_id, app.application_id]):
+        has_all_events, types = mentions.setdefault(counter, {}).get(day, (False, set()))
+        if matchable_type is not None:
+            types.add(matchable_type)
+        mentions[counter][day] = (has_all_events or matchable_type is None, types)
+    by_key = {t.manifest_key: t for t in DefinitionTable}
+    entries = []
+    for counter, root_url, export_type, finish, size, definitions in session.query(
+            f"SELECT counter, root_url, export_type, finish_time, storage_size, definition_files "
+            f"FROM {qualified(SCHEMA, CATALOG)} WHERE subscription_id = ? AND application_id = ? ORDER BY counter",
+            [app.subscription_id, app.application_id]):
+        periods = tuple(
+            Period(day, AllEventsSlice((), None) if has_all_events else None,
+                   tuple(MatchedSlice(MatchableType(t), "*", (), None) for t in sorted(types)))
+            for day, (has_all_events, types) in sorted(mentions.get(counter, {}).items()))
+        entries.append(_entry(counter, root_url, export_type, finish, size, BillOfMaterials(
+            definition_files={by_key[key]: tuple(files) for key, files in json.loads(definitions).items()},
+            periods=periods)))
+    return entries
+
+
+def ledger_of_app(session: WarehouseSession, app: AppLocation) -> dict[tuple[str, date | None], ExportRefs]:
+    """(table, day) -> the exports it was last built from; day is None for a definition table."""
+    return _read_ledger(session, app, "", [])
+
+
+def ledger_of_day(session: WarehouseSession, app: AppLocation, day: date) -> dict[str, ExportRefs]:
+    return {table: refs for (table, _), refs in _read_ledger(session, app, " AND period_day = ?", [day]).items()}
+
+
+def ledger_of_definitions(session: WarehouseSession, app: AppLocation) -> dict[str, ExportRefs]:
+    return {table: refs for (table, _), refs in _read_ledger(session, app, " AND period_day IS NULL", []).items()}
+
+
+def _read_ledger(session: WarehouseSession, app: AppLocation, condition: str, params: list
+                 ) -> dict[tuple[str, date | None], ExportRefs]:
+    rows = session.query(
+        f"SELECT table_name, period_day, built_from FROM {qualified(SCHEMA, LEDGER)} "
+        f"WHERE subscription_id = ? AND application_id = ?{condition}",
+        [app.subscription_id, app.application_id, *params])
+    return {(table, day): frozenset((c, folder) for c, folder in json.loads(built_from))
+            for table, day, built_from in rows}
+
+
+def write_ledger(session: WarehouseSession, app: AppLocation, run_id: str, rows: Iterable[LedgerRow]) -> None:
+    """Replace each row's (table, day) entry; call in the transaction that replaced the rows themselves."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for row in rows:
+        session.delete(SCHEMA, LEDGER, {"subscription_id": app.subscription_id,
+                                        "application_id": app.application_id,
+                                        "table_name": row.table_name, "period_day": row.period_day})
+        session.execute(
+            f"INSERT INTO {qualified(SCHEMA, LEDGER)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [app.subscription_id, app.application_id, row.table_name, row.period_day,
+             json.dumps(sorted(row.built_from)), row.row_count, now, run_id])
 
 
 def write_load_log(session: WarehouseSession, app: AppLocation, run_id: str, rows: Iterable[LoadLogRow]) -> None:
