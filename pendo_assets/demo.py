@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta, timezone
 
+from pendo_assets.cli import check_partitions_preview_shown_once
 from pendo_assets.sync import print_summary, sync
 from pendo_assets.generator import generate
 from pendo_assets.settings import Settings
@@ -17,6 +18,11 @@ from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, V
 from pendo_assets.warehouse.sql import quote_ident
 
 def main() -> int:
+    with check_partitions_preview_shown_once():
+        return _demo()
+
+
+def _demo() -> int:
     settings = Settings.from_env()
     end_day = datetime.now(timezone.utc).date()
     failed = False

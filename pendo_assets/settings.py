@@ -1,25 +1,36 @@
-"""All settings in one place: `PENDO_*` environment variables, which CLI flags override."""
+"""All settings in one place: `PENDO_*` environment variables, which CLI flags override.
+
+A value the pipeline cannot use is refused here, naming the variable and the accepted form, before
+anything touches disk.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
 from datetime import date
-from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
+
+from pendo_assets.errors import UserError
+from pendo_assets.stores.base import export_root
 
 DEFAULT_EXPORTS = "./data/exports"
 DEFAULT_WAREHOUSE = "./data/pendo.duckdb"
 DEFAULT_FIRST_DAY = date(2022, 1, 1)
 DEFAULT_SENSOR_INTERVAL_SECONDS = 3600
+DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS = 120
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+MINIMUM_SENSOR_INTERVAL_SECONDS = 30
 
 ENVIRONMENT = {
-    "PENDO_EXPORTS": "export root: a local folder (default ./data/exports)",
-    "PENDO_WAREHOUSE": "warehouse: a DuckDB file (default ./data/pendo.duckdb)",
+    "PENDO_EXPORTS": "export root: a local folder holding datasync/ (default ./data/exports)",
+    "PENDO_WAREHOUSE": "warehouse: a DuckDB file path or duckdb:///abs/path (default ./data/pendo.duckdb)",
     "PENDO_FIRST_DAY": "first daily partition, YYYY-MM-DD (default 2022-01-01)",
-    "PENDO_SENSOR_INTERVAL": "seconds between manifest sensor ticks (default 3600)",
+    "PENDO_SENSOR_INTERVAL": "seconds between manifest sensor ticks, at least "
+                             f"{MINIMUM_SENSOR_INTERVAL_SECONDS} (default {DEFAULT_SENSOR_INTERVAL_SECONDS})",
+    "PENDO_WAREHOUSE_LOCK_WAIT": "seconds to wait for a warehouse another program holds "
+                                 f"(default {DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS})",
+    "PENDO_DEBUG": "1 shows Python tracebacks instead of one-line messages (same as --debug)",
 }
 
 
@@ -29,40 +40,50 @@ class Settings:
     warehouse: str
     first_day: date
     sensor_interval_seconds: int
+    warehouse_lock_wait_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        # Imported here: the warehouse package takes its defaults from this module.
+        from pendo_assets.warehouse import warehouse_location
+
         env = os.environ if env is None else env
         settings = cls(
             exports=env.get("PENDO_EXPORTS") or DEFAULT_EXPORTS,
             warehouse=env.get("PENDO_WAREHOUSE") or DEFAULT_WAREHOUSE,
-            first_day=_day(env.get("PENDO_FIRST_DAY"), "PENDO_FIRST_DAY") or DEFAULT_FIRST_DAY,
-            sensor_interval_seconds=_seconds(env.get("PENDO_SENSOR_INTERVAL")) or DEFAULT_SENSOR_INTERVAL_SECONDS,
+            first_day=_day(env, "PENDO_FIRST_DAY", DEFAULT_FIRST_DAY),
+            sensor_interval_seconds=_whole_seconds(env, "PENDO_SENSOR_INTERVAL",
+                                                   DEFAULT_SENSOR_INTERVAL_SECONDS,
+                                                   minimum=MINIMUM_SENSOR_INTERVAL_SECONDS),
+            warehouse_lock_wait_seconds=_whole_seconds(env, "PENDO_WAREHOUSE_LOCK_WAIT",
+                                                       DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS, minimum=0),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-        return replace(settings, exports=_absolute(settings.exports), warehouse=_absolute(settings.warehouse))
+        return replace(settings, exports=export_root(settings.exports),
+                       warehouse=warehouse_location(settings.warehouse))
 
 
-def _absolute(location: str) -> str:
-    """Local paths become absolute, so Dagster's run processes find the same files wherever they start."""
-    scheme = urlsplit(location).scheme
-    if scheme and len(scheme) > 1 and scheme != "file":
-        return location
-    return str(Path(urlsplit(location).path if scheme == "file" else location).expanduser().resolve())
+def debug_requested(env: Mapping[str, str] | None = None) -> bool:
+    """PENDO_DEBUG: read on its own, so a traceback can be asked for even when another setting is wrong."""
+    env = os.environ if env is None else env
+    return env.get("PENDO_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _day(value: str | None, name: str) -> date | None:
+def _day(env: Mapping[str, str], name: str, default: date) -> date:
+    value = env.get(name)
     if not value:
-        return None
+        return default
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a date like 2024-01-31") from None
+        raise UserError(f"{name}={value!r} is not a date; set it as YYYY-MM-DD, like 2024-01-31") from None
 
 
-def _seconds(value: str | None) -> int | None:
+def _whole_seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    value = env.get(name)
     if not value:
-        return None
-    if not value.isdigit() or int(value) < 30:
-        raise ValueError(f"PENDO_SENSOR_INTERVAL={value!r} must be a whole number of seconds, at least 30")
+        return default
+    if not value.strip().isdigit() or int(value) < minimum:
+        raise UserError(f"{name}={value!r} is not valid; set it to a whole number of seconds, "
+                        f"at least {minimum}")
     return int(value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
 from pendo_assets.stores import ExportStore, open_export_store
+from pendo_assets.warehouse import open_warehouse
 from pendo_assets.warehouse.base import Warehouse
-from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 
 
 class ExportStoreResource(dg.ConfigurableResource):
@@ -19,9 +20,10 @@ class ExportStoreResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse the tables are written to: a DuckDB file."""
+    """The warehouse the tables are written to: a DuckDB file path or duckdb:///abs/path."""
 
-    duckdb_path: str
+    location: str
+    lock_wait_seconds: int = DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
 
     def open(self) -> Warehouse:
-        return DuckDBWarehouse(self.duckdb_path)
+        return open_warehouse(self.location, lock_wait_seconds=self.lock_wait_seconds)

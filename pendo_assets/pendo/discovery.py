@@ -1,9 +1,11 @@
-"""Find every exported app under an export root: `datasync/<subscriptionId>/<applicationId>/exportmanifest.json`."""
+"""Find every exported app under an export root:
+`datasync/<subscriptionId>/<applicationId>/exportmanifest.json`."""
 
 from __future__ import annotations
 
+from pendo_assets.errors import UserError
 from pendo_assets.pendo.tables import AppLocation
-from pendo_assets.stores.base import ExportStore
+from pendo_assets.stores.base import ExportStore, open_export_store
 
 # Subscription-level metadata exports sit beside the app folders; they are not apps.
 SUBSCRIPTION_LEVEL_FOLDERS = frozenset({"account", "visitor"})
@@ -19,3 +21,23 @@ def discover_apps(store: ExportStore) -> list[AppLocation]:
             if store.exists(app.manifest_path):
                 apps.append(app)
     return sorted(apps)
+
+
+def find_apps(root: str) -> list[AppLocation]:
+    """The apps under `root`, refusing (UserError) a root that is missing or has no datasync/ folder.
+
+    No app yet is not a mistake: Pendo creates the app folders with its first export.
+    """
+    store = open_export_store(root)
+    if not store.folder_exists(""):
+        raise UserError(f"the export root {root} does not exist or is not a folder; set --exports or "
+                        "PENDO_EXPORTS to the folder that holds datasync/")
+    if not store.folder_exists("datasync"):
+        raise UserError(f"{root} has no datasync/ folder: is this the destination path configured in Pendo? "
+                        "Set --exports or PENDO_EXPORTS to the folder that holds datasync/")
+    return discover_apps(store)
+
+
+def no_apps_yet(root: str) -> str:
+    return (f"no apps under {root}/datasync yet; Pendo creates datasync/<subscriptionId>/<applicationId>/ "
+            "with the first export")

@@ -46,6 +46,9 @@ class LocalExportStore:
             raise MissingExportFile(f"{self.url}/{path} does not exist") from None
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
+    def folder_exists(self, prefix: str) -> bool:
+        return self._path(prefix).is_dir()
+
     def list_folders(self, prefix: str) -> list[str]:
         folder = self._path(prefix)
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

@@ -32,11 +32,11 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
     from pendo_assets.loading.ledger import out_of_date
     from pendo_assets.loading.loader import LoadError, read_manifest
     from pendo_assets.stores import open_export_store
+    from pendo_assets.warehouse import open_warehouse
     from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
-    from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 
     store = open_export_store(settings.exports)
-    warehouse = DuckDBWarehouse(settings.warehouse)
+    warehouse = open_warehouse(settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds)
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)
     partitions, apps = build_app_assets_for(settings)

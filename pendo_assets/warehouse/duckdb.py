@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
 
+from pendo_assets.errors import UserError
 from pendo_assets.pendo.avro import Column
+from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
 from pendo_assets.warehouse.base import SchemaConflict, column_fits
 from pendo_assets.warehouse.sql import qualified, quote_ident
 
 # DuckDB lets one process write a file at a time. Dagster's pool serialises our own runs, so a lock
-# held elsewhere (a second CLI, a notebook) is waited for, then reported plainly.
-LOCK_WAIT_SECONDS = 120.0
+# held elsewhere (a second CLI, a notebook) is waited for (PENDO_WAREHOUSE_LOCK_WAIT), then reported plainly.
+LOCK_WAIT_SECONDS = DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
+# DuckDB's words when another process holds the file, e.g. "Conflicting lock is held in /usr/bin/python3
+# (PID 1234)"; the first names the failure, the second who holds it.
+LOCK_FAILURE = "Could not set lock on file"
+LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+# Why a warehouse's folder could not be created, in plain words; other errors keep the system's own.
+FOLDER_FAILURES = {FileExistsError: "a file has that name",
+                   NotADirectoryError: "part of its path is a file, not a folder"}
 # A day is one transaction; past this DuckDB spills its uncommitted rows to disk instead of holding them,
 # so memory stays flat however large the day. Measured peak RSS of a load at 4M and 16M rows: 0.77 and
 # 1.46 GB with 1 GB here (the small day never reached the cap), 0.79 and 0.82 GB with 384 MB, no slower.
@@ -27,35 +38,68 @@ MEMORY_LIMIT = "384MB"
 THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
-class WarehouseLocked(RuntimeError):
+class WarehouseLocked(UserError):
     pass
 
 
+def print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 class DuckDBWarehouse:
+    """`notify` hears, once per connection, who holds a locked file and how long it is waited for."""
+
     def __init__(self, path: str | Path, lock_wait_seconds: float = LOCK_WAIT_SECONDS,
-                 memory_limit: str = MEMORY_LIMIT):
+                 memory_limit: str = MEMORY_LIMIT, notify: Callable[[str], None] = print_to_stderr):
         self.path = Path(path).resolve()
         self.memory_limit = memory_limit
         self.url = f"duckdb:///{self.path}"
         self.lock_wait_seconds = lock_wait_seconds
+        self.notify = notify
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_folder()
         deadline = time.monotonic() + self.lock_wait_seconds
         delay = 0.05
+        notified = False
         while True:
             try:
                 return duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit,
                                                               "threads": THREADS})
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() >= deadline:
+            except duckdb.Error as exc:
+                if LOCK_FAILURE not in str(exc):
+                    raise UserError(f"cannot open the warehouse {self.path}: {self._open_failure(exc)}; "
+                                    "set --warehouse or PENDO_WAREHOUSE to a new or existing DuckDB "
+                                    "file") from exc
+                holder = _lock_holder(exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise WarehouseLocked(
-                        f"{self.path} is locked by another process ({exc}). Close other programs using "
-                        "this DuckDB file (a notebook, a second sync) and retry.") from None
-                time.sleep(delay)
+                        f"the warehouse {self.path} is still held by {holder} after "
+                        f"{self.lock_wait_seconds:g} s; close that program (a notebook, a DuckDB shell, "
+                        "another sync) and retry, or wait longer with PENDO_WAREHOUSE_LOCK_WAIT") from exc
+                if not notified:
+                    self.notify(f"the warehouse {self.path} is held by {holder}, "
+                                f"waiting up to {self.lock_wait_seconds:g} s for it to let go")
+                    notified = True
+                time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 2.0)
+
+    def _create_folder(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            cause = FOLDER_FAILURES.get(type(exc), exc.strerror)
+            raise UserError(f"cannot create the folder {exc.filename or self.path.parent} for the warehouse "
+                            f"{self.path}: {cause}; set --warehouse or PENDO_WAREHOUSE to a path whose "
+                            "folder can be created") from exc
+
+    def _open_failure(self, exc: duckdb.Error) -> str:
+        if self.path.is_dir():
+            return "it is a folder, not a file"
+        if "not a valid DuckDB database" in str(exc):
+            return "the file is not a DuckDB database"
+        return str(exc).removeprefix("IO Error: ")
 
     @contextmanager
     def session(self) -> Iterator["DuckDBSession"]:
@@ -70,6 +114,11 @@ class DuckDBWarehouse:
             conn.commit()
         finally:
             conn.close()
+
+
+def _lock_holder(exc: duckdb.Error) -> str:
+    holder = LOCK_HOLDER.search(str(exc))
+    return f"{holder['program']} (PID {holder['pid']})" if holder else "another program"
 
 
 class DuckDBSession:
