@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azurite, the Azure Blob emulator the tests start, from npm into a local prefix; 3.37 needs node >= 22.
+NPM_TOOLS := .npm-tools
+AZURITE_VERSION := 3.35.0
+AZURITE_STAMP := $(NPM_TOOLS)/.azurite-$(AZURITE_VERSION)
 DEMO_DATA := $(CURDIR)/data
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
@@ -10,7 +14,7 @@ export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
 .PHONY: install demo ui test test-fast crash-test bench lock clean
 
-install: $(STAMP)
+install: $(STAMP) $(AZURITE_STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +23,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	touch $(STAMP)
+
+$(AZURITE_STAMP):
+	npm install --prefix $(NPM_TOOLS) --no-audit --no-fund --loglevel=error --save-exact azurite@$(AZURITE_VERSION)
+	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: pendo_assets/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -58,4 +66,4 @@ lock:
 	mv requirements.lock.new requirements.lock && rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) $(NPM_TOOLS) data .dagster_home

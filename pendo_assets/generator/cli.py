@@ -24,8 +24,10 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         textwrap.fill(scenario.description, width=110, initial_indent=f"  {name:22}",
                       subsequent_indent=" " * 24, break_on_hyphens=False)
         for name, scenario in SCENARIOS.items())
-    parser.add_argument("--out", type=Path, default=Path("./data/exports"),
-                        help="folder that plays the bucket root; exports go under <out>/datasync/ "
+    parser.add_argument("--out", default=Path("./data/exports"),
+                        help="folder that plays the bucket root, or a bucket to write straight into "
+                             "(gs://bucket/prefix, s3://..., az://container/...; credentials and endpoints "
+                             "from the SDKs' environment); exports go under <out>/datasync/ "
                              "(default: ./data/exports)")
     parser.add_argument("--scenario", choices=list(SCENARIOS), default="demo", metavar="NAME",
                         help="what to simulate, one of the scenarios listed below (default: demo)")
@@ -39,16 +41,17 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-per-day", type=int, default=None, metavar="N",
                         help="rows of every finalized day of every app, replacing the scenario's volume "
                              "(bench-day: 2,000,000 unless given); writes stream, so tens of millions work")
-    parser.add_argument("--destination", choices=[kind.value for kind in DestinationKind],
-                        default=DestinationKind.GCS.value,
+    parser.add_argument("--destination", choices=[kind.value for kind in DestinationKind], default=None,
                         help="cloud the manifests' rootUrl points at: gcs gives gs://<bucket>/..., s3 "
                              "gives s3://<bucket>/..., azure gives "
-                             "https://<account>.blob.core.windows.net/<bucket>/... (default: gcs)")
-    parser.add_argument("--bucket", default=DEFAULT_BUCKET,
-                        help=f"bucket (Azure: container) named in rootUrl (default: {DEFAULT_BUCKET})")
-    parser.add_argument("--azure-account", default=DEFAULT_AZURE_ACCOUNT, metavar="NAME",
-                        help=f"Azure storage account named in rootUrl with --destination azure "
-                             f"(default: {DEFAULT_AZURE_ACCOUNT})")
+                             "https://<account>.blob.core.windows.net/<bucket>/... (default: the cloud of "
+                             "a bucket --out, else gcs)")
+    parser.add_argument("--bucket", default=None,
+                        help=f"bucket (Azure: container) named in rootUrl (default: the bucket of a bucket "
+                             f"--out, with its path, else {DEFAULT_BUCKET})")
+    parser.add_argument("--azure-account", default=None, metavar="NAME",
+                        help=f"Azure storage account named in rootUrl with --destination azure (default: "
+                             f"the account an az:// --out writes to, else {DEFAULT_AZURE_ACCOUNT})")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -60,6 +63,9 @@ def run_generate(args: argparse.Namespace) -> int:
                           with_truth=False)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a bucket that is missing, unreachable or refuses the credentials
+        print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
         return 2
     print(f"Wrote scenario '{args.scenario}' under {result.out_dir}:")
     for app in result.apps:

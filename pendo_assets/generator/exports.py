@@ -40,18 +40,21 @@ class DestinationKind(Enum):
 
 @dataclass(frozen=True)
 class Destination:
-    """The bucket (GCS, S3) or container (Azure) Pendo writes to; `out_dir` plays its root locally."""
+    """The bucket (GCS, S3) or container (Azure) Pendo writes to, and the path in it that holds `datasync/`;
+    `out_dir` plays that root locally."""
 
     out_dir: Path
     bucket: str
     kind: DestinationKind = DestinationKind.GCS
     azure_account: str = DEFAULT_AZURE_ACCOUNT
+    prefix: str = ""
 
     def url(self, relative: str) -> str:
+        path = f"{self.prefix}/{relative}" if self.prefix else relative
         if self.kind is DestinationKind.AZURE:
-            return f"https://{self.azure_account}.blob.core.windows.net/{self.bucket}/{relative}"
+            return f"https://{self.azure_account}.blob.core.windows.net/{self.bucket}/{path}"
         scheme = "gs" if self.kind is DestinationKind.GCS else "s3"
-        return f"{scheme}://{self.bucket}/{relative}"
+        return f"{scheme}://{self.bucket}/{path}"
 
     def app_dir(self, world: AppWorld) -> Path:
         return self.out_dir / self.app_folder(world)

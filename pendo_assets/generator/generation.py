@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
+from pendo_assets.generator.buckets import BucketOutput, azure_account, is_bucket_url, upload
 from pendo_assets.generator.exports import (
     DEFAULT_AZURE_ACCOUNT, Destination, DestinationKind, PublishedExport, listed_files, manifest_window,
     write_app_manifest, write_export, write_uploading_export)
 from pendo_assets.generator.metadata_exports import ACCOUNT, VISITOR, MetadataTruth, write_metadata_exports
 from pendo_assets.generator.scenarios import SCENARIOS
 from pendo_assets.generator.schedule import plan_exports, published_by, uploading_on
+from pendo_assets.generator.spec import Scenario
 from pendo_assets.generator.truth import Truth, compute_truth
 from pendo_assets.generator.world import AppWorld, Calendar, build_world
 
 DEFAULT_BUCKET = "acme-pendo-exports"
 DEFAULT_OUT_DIR = Path("data/exports")
 DEFAULT_SEED = 7
+# A local path, or the object's URL when the scenario was generated into a bucket.
+PathOrUrl = Path | str
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class MissingListedFile:
     counter: int
     day: date
     relative_path: str
-    path: Path
+    path: PathOrUrl
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class GeneratedApp:
 
     subscription_id: str
     application_id: str
-    manifest_path: Path
+    manifest_path: PathOrUrl
     truth: Truth
     published_exports: int
     manifest_exports: int
@@ -44,7 +50,7 @@ class GeneratedApp:
     files: int
     event_rows: int
     missing_files: tuple[MissingListedFile, ...] = ()
-    uploading_folders: tuple[Path, ...] = ()
+    uploading_folders: tuple[PathOrUrl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,15 +58,15 @@ class GeneratedSubscription:
     """Visitor and account exports of one subscription; the pipeline does not load them yet."""
 
     subscription_id: str
-    visitor_manifest_path: Path
-    account_manifest_path: Path
+    visitor_manifest_path: PathOrUrl
+    account_manifest_path: PathOrUrl
     visitor_truth: MetadataTruth
     account_truth: MetadataTruth
 
 
 @dataclass(frozen=True)
 class GeneratedExports:
-    out_dir: Path
+    out_dir: PathOrUrl
     apps: list[GeneratedApp]
     subscriptions: list[GeneratedSubscription] = field(default_factory=list)
 
@@ -70,8 +76,8 @@ def utc_today() -> date:
 
 
 def generate(scenario: str = "demo", out_dir: Path | str = DEFAULT_OUT_DIR, end_day: date | None = None,
-             seed: int = DEFAULT_SEED, as_of: date | None = None, bucket: str = DEFAULT_BUCKET,
-             destination: str = DestinationKind.GCS.value, azure_account: str = DEFAULT_AZURE_ACCOUNT,
+             seed: int = DEFAULT_SEED, as_of: date | None = None, bucket: str | None = None,
+             destination: str | None = None, azure_account: str | None = None,
              events_per_day: int | None = None, with_truth: bool = True) -> GeneratedExports:
     """Write every export published up to `as_of` (default `end_day`), then each manifest.
 
@@ -79,6 +85,10 @@ def generate(scenario: str = "demo", out_dir: Path | str = DEFAULT_OUT_DIR, end_
     clock, so the same arguments always give the same bytes. `events_per_day` replaces the scenario's
     volume. Without `with_truth`, each app's truth holds definitions and row counts but no event ids,
     which spares a second pass over the events and the memory the ids would take.
+
+    `out_dir` is a local folder or a bucket URL (`gs://bucket/prefix`, `s3://...`, `az://container/...`).
+    rootUrls name `bucket` in the `destination` cloud (Azure: of `azure_account`); by default, a bucket
+    URL's own bucket, cloud, account and path, and for a local folder gs://acme-pendo-exports/.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(SCENARIOS))}")
@@ -90,7 +100,19 @@ def generate(scenario: str = "demo", out_dir: Path | str = DEFAULT_OUT_DIR, end_
     first_export_day = end_day - timedelta(days=spec.export_days - 1)
     if not first_export_day <= as_of <= end_day:
         raise ValueError(f"as_of must lie between {first_export_day} and {end_day}")
-    target = Destination(Path(out_dir), bucket, DestinationKind(destination), azure_account)
+
+    def write(target: Destination) -> GeneratedExports:
+        return _write_scenario(scenario, spec, seed, first_export_day, as_of, target, with_truth)
+
+    if is_bucket_url(out_dir):
+        return _generate_into_bucket(BucketOutput.parse(str(out_dir)), bucket, destination, azure_account, write)
+    return write(Destination(Path(out_dir), bucket or DEFAULT_BUCKET,
+                             DestinationKind(destination or DestinationKind.GCS.value),
+                             azure_account or DEFAULT_AZURE_ACCOUNT))
+
+
+def _write_scenario(scenario: str, spec: Scenario, seed: int, first_export_day: date, as_of: date,
+                    target: Destination, with_truth: bool) -> GeneratedExports:
     apps: list[GeneratedApp] = []
     subscriptions: list[GeneratedSubscription] = []
     for subscription in spec.subscriptions:
@@ -104,7 +126,37 @@ def generate(scenario: str = "demo", out_dir: Path | str = DEFAULT_OUT_DIR, end_
             subscriptions.append(GeneratedSubscription(
                 subscription.subscription_id, visitors.manifest_path, accounts.manifest_path,
                 visitors.truth, accounts.truth))
-    return GeneratedExports(out_dir=Path(out_dir), apps=apps, subscriptions=subscriptions)
+    return GeneratedExports(out_dir=target.out_dir, apps=apps, subscriptions=subscriptions)
+
+
+def _generate_into_bucket(output: BucketOutput, bucket: str | None, destination: str | None,
+                          account: str | None, write: Callable[[Destination], GeneratedExports]
+                          ) -> GeneratedExports:
+    """Generate into a local temporary folder, then upload it (see buckets.py); paths in the result are URLs."""
+    filesystem = output.filesystem()
+    kind = DestinationKind(destination) if destination else output.kind
+    if account is None:
+        account = azure_account(filesystem) if kind is output.kind is DestinationKind.AZURE else DEFAULT_AZURE_ACCOUNT
+    with tempfile.TemporaryDirectory(prefix="pendo-generate-") as staging_dir:
+        staging = Path(staging_dir)
+        generated = write(Destination(staging, bucket or output.bucket, kind, account, output.prefix))
+        completed_now = upload(staging, output, filesystem)
+
+    def url(path: PathOrUrl) -> str:
+        return f"{output.url}/{Path(path).relative_to(staging).as_posix()}"
+
+    def newly_written(app: GeneratedApp) -> int:
+        app_folder = Path(app.manifest_path).parent.relative_to(staging).as_posix()
+        return sum(folder.rsplit("/", 1)[0] == app_folder for folder in completed_now)
+
+    apps = [replace(app, manifest_path=url(app.manifest_path), newly_written_exports=newly_written(app),
+                    missing_files=tuple(replace(missing, path=url(missing.path)) for missing in app.missing_files),
+                    uploading_folders=tuple(url(folder) for folder in app.uploading_folders))
+            for app in generated.apps]
+    subscriptions = [replace(subscription, visitor_manifest_path=url(subscription.visitor_manifest_path),
+                             account_manifest_path=url(subscription.account_manifest_path))
+                     for subscription in generated.subscriptions]
+    return GeneratedExports(out_dir=output.url, apps=apps, subscriptions=subscriptions)
 
 
 def _generate_app(world: AppWorld, as_of: date, destination: Destination, with_truth: bool) -> GeneratedApp:
