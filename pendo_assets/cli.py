@@ -121,10 +121,11 @@ def _debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def run_apps(args: argparse.Namespace) -> int:
+    from pendo_assets.defs.resources import open_exports
     from pendo_assets.pendo.discovery import find_apps, no_apps_yet
 
     settings = Settings.from_env(exports=args.exports, warehouse=args.warehouse)
-    apps = find_apps(settings.exports)
+    apps = list(settings.apps) or find_apps(open_exports(settings.exports))
     for app in apps:
         print(f"{app.subscription_id}\t{app.application_id}\t{app.schema_name}")
     if not apps:
@@ -133,11 +134,12 @@ def run_apps(args: argparse.Namespace) -> int:
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    from pendo_assets.defs.resources import open_exports
     from pendo_assets.pendo.discovery import find_apps, no_apps_yet
     from pendo_assets.sync import print_summary, sync
 
     settings = Settings.from_env(exports=args.exports, warehouse=args.warehouse)
-    if not find_apps(settings.exports):
+    if not settings.apps and not find_apps(open_exports(settings.exports)):
         print(no_apps_yet(settings.exports))
         return 0
     summary = sync(settings)

@@ -1,37 +1,56 @@
-"""The Dagster code location: one group of assets, checks and a manifest sensor per discovered app.
+"""The Dagster code location: one group of assets, checks and a manifest sensor per app.
 
-It loads whatever the export root holds, even nothing yet (a missing or empty root): the always-present
-`pendo_discovery` sensor then says what discovery sees.
+The apps are those configured (PENDO_APPS) or, by default, those discovery finds by listing the export
+root when the code location loads. What it found is kept as the location's reconstruction metadata,
+so every run worker builds the same assets without reaching the bucket again. A root that cannot be
+read (missing, unreachable, refused) leaves the location loaded and empty: the always-present
+`pendo_discovery` sensor then says why on each tick, and the location picks the apps up when it is
+reloaded.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Sequence
+
 import dagster as dg
+# Not in dagster's public namespace in 1.13, but the documented home of reconstruction metadata.
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
 
 from pendo_assets.defs.assets import AppAssets, build_app_assets
 from pendo_assets.defs.discovery import build_discovery_sensor
 from pendo_assets.defs.partitions import daily_partitions
-from pendo_assets.defs.resources import ExportStoreResource, WarehouseResource
+from pendo_assets.defs.resources import WarehouseResource, exports_resource, open_exports
 from pendo_assets.defs.sensors import build_manifest_sensor
+from pendo_assets.errors import UserError
 from pendo_assets.pendo.discovery import discover_apps
+from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.settings import Settings
-from pendo_assets.stores import open_export_store
+
+DISCOVERED_APPS = "pendo/discovered_apps"
 
 
-def build_app_assets_for(settings: Settings) -> tuple[dg.DailyPartitionsDefinition, list[AppAssets]]:
+def app_locations(settings: Settings) -> list[AppLocation]:
+    """The configured apps, else every app listed under the export root's datasync/ (reaches the store)."""
+    return list(settings.apps) or discover_apps(open_exports(settings.exports))
+
+
+def build_app_assets_for(settings: Settings, apps: Sequence[AppLocation] | None = None
+                         ) -> tuple[dg.DailyPartitionsDefinition, list[AppAssets]]:
     partitions = daily_partitions(settings.first_day)
-    apps = discover_apps(open_export_store(settings.exports))
+    apps = app_locations(settings) if apps is None else apps
     return partitions, [build_app_assets(app, partitions) for app in apps]
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    partitions, apps = build_app_assets_for(settings)
+def build_definitions(settings: Settings, apps: Sequence[AppLocation] | None = None) -> dg.Definitions:
+    partitions, app_assets = build_app_assets_for(settings, apps)
     return dg.Definitions(
-        assets=[asset for a in apps for asset in (a.source, a.definitions, a.events)],
-        sensors=[*(build_manifest_sensor(a, partitions, settings.sensor_interval_seconds) for a in apps),
-                 build_discovery_sensor([a.app for a in apps], settings.sensor_interval_seconds)],
+        assets=[asset for a in app_assets for asset in (a.source, a.definitions, a.events)],
+        sensors=[*(build_manifest_sensor(a, partitions, settings.sensor_interval_seconds) for a in app_assets),
+                 build_discovery_sensor([a.app for a in app_assets], settings.sensor_interval_seconds,
+                                        configured=bool(settings.apps))],
         resources={
-            "exports": ExportStoreResource(root=settings.exports),
+            "exports": exports_resource(settings.exports),
             "warehouse": WarehouseResource(location=settings.warehouse,
                                            lock_wait_seconds=settings.warehouse_lock_wait_seconds),
         },
@@ -41,4 +60,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = Settings.from_env()
+    context = DefinitionsLoadContext.get()
+    if context.load_type is DefinitionsLoadType.RECONSTRUCTION and DISCOVERED_APPS in context.reconstruction_metadata:
+        apps = [AppLocation(*ids) for ids in json.loads(context.reconstruction_metadata[DISCOVERED_APPS])]
+    else:
+        try:
+            apps = app_locations(settings)
+        except UserError:
+            apps = []  # the discovery sensor's ticks say why
+    discovered = json.dumps([[app.subscription_id, app.application_id] for app in apps])
+    return build_definitions(settings, apps).with_reconstruction_metadata({DISCOVERED_APPS: discovered})

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Mapping
 
 from pendo_assets.errors import UserError
+from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.stores.base import export_root
 
 DEFAULT_EXPORTS = "./data/exports"
@@ -30,6 +31,8 @@ ENVIRONMENT = {
                              f"{MINIMUM_SENSOR_INTERVAL_SECONDS} (default {DEFAULT_SENSOR_INTERVAL_SECONDS})",
     "PENDO_WAREHOUSE_LOCK_WAIT": "seconds to wait for a warehouse another program holds "
                                  f"(default {DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS})",
+    "PENDO_APPS": "apps to load, as <subscriptionId>/<applicationId>,...; needed where the bucket cannot be "
+                  "listed, such as Pendo's hosted one (default: every app found under datasync/)",
     "PENDO_DEBUG": "1 shows Python tracebacks instead of one-line messages (same as --debug)",
 }
 
@@ -41,6 +44,8 @@ class Settings:
     first_day: date
     sensor_interval_seconds: int
     warehouse_lock_wait_seconds: int
+    # Configured apps; empty means every app discovery finds by listing datasync/.
+    apps: tuple[AppLocation, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -57,6 +62,7 @@ class Settings:
                                                    minimum=MINIMUM_SENSOR_INTERVAL_SECONDS),
             warehouse_lock_wait_seconds=_whole_seconds(env, "PENDO_WAREHOUSE_LOCK_WAIT",
                                                        DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS, minimum=0),
+            apps=_apps(env.get("PENDO_APPS")),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return replace(settings, exports=export_root(settings.exports),
@@ -77,6 +83,24 @@ def _day(env: Mapping[str, str], name: str, default: date) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise UserError(f"{name}={value!r} is not a date; set it as YYYY-MM-DD, like 2024-01-31") from None
+
+
+def _apps(value: str | None) -> tuple[AppLocation, ...]:
+    apps = []
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        subscription_id, _, application_id = item.strip().partition("/")
+        if not all(_plain_id(part) for part in (subscription_id, application_id)):
+            raise UserError(f"PENDO_APPS has {item.strip()!r}; list apps as <subscriptionId>/<applicationId>, "
+                            "separated by commas, like 5123456789012345/-323232")
+        apps.append(AppLocation(subscription_id, application_id))
+    return tuple(sorted(set(apps)))
+
+
+def _plain_id(part: str) -> bool:
+    """A subscription or app id becomes a folder name and a schema name: one plain path segment."""
+    return bool(part) and part not in (".", "..") and all(c.isalnum() or c in "-_" for c in part)
 
 
 def _whole_seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

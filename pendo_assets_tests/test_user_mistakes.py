@@ -106,10 +106,11 @@ def test_a_bad_setting_is_named_with_its_accepted_form(capsys, monkeypatch, expo
 
 
 @pytest.mark.parametrize("root, phrases", [
-    ("ftp://reader:s3cret@files.example.com/pendo", ["(ftp://...) is not a local folder", "PENDO_EXPORTS"]),
-    ("gs://pendo-bucket", ["gs:// buckets directly is not supported yet"]),
-    ("s3://pendo-bucket/prefix", ["s3:// buckets directly is not supported yet"]),
-    ("az://container", ["az:// buckets directly is not supported yet"]),
+    ("ftp://reader:s3cret@files.example.com/pendo", ["(ftp://...) is neither a local folder nor a gs://",
+                                                     "PENDO_EXPORTS"]),
+    ("gs:///no-bucket", ["needs a bucket and an optional path, like gs://my-bucket/pendo"]),
+    ("s3://pendo-bucket/prefix?token=s3cret", ["needs a bucket and an optional path", "without ? or #"]),
+    ("az://container/../other", ["must not contain . or .."]),
 ])
 def test_an_export_root_url_no_store_reads_is_refused_without_echoing_credentials(capsys, root, phrases):
     status, out, err = run_cli(capsys, "sync", "--exports", root)
@@ -206,8 +207,8 @@ def test_the_installed_program_prints_the_same_plain_message(tmp_path):
                             env={k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES})
     assert result.returncode == 2
     assert result.stderr.strip() == ("pendo-datasync: the export root /no/such/folder does not exist or is "
-                                     "not a folder; set --exports or PENDO_EXPORTS to the folder that holds "
-                                     "datasync/")
+                                     "empty; set --exports or PENDO_EXPORTS to the folder or bucket path that "
+                                     "holds datasync/")
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -1,11 +1,21 @@
-"""Dagster resources: where exports are read from, and where tables are written."""
+"""Dagster resources: where exports are read from (one resource per kind of store), and where tables are written.
+
+Secrets reach a resource only as `dg.EnvVar`, read when a run or tick starts (the UI shows the variable's
+name); everything else comes from each SDK's standard chain, which needs no setting here.
+"""
 
 from __future__ import annotations
+
+import os
+from typing import Mapping
+from urllib.parse import urlsplit
 
 import dagster as dg
 
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
-from pendo_assets.stores import ExportStore, open_export_store
+from pendo_assets.stores import ExportStore
+from pendo_assets.stores.bucket import GCS_KEY_VARIABLE, SCHEMES, BucketRoot, open_bucket_store
+from pendo_assets.stores.local import LocalExportStore
 from pendo_assets.warehouse import open_warehouse
 from pendo_assets.warehouse.base import Warehouse
 
@@ -16,7 +26,60 @@ class ExportStoreResource(dg.ConfigurableResource):
     root: str
 
     def open(self) -> ExportStore:
-        return open_export_store(self.root)
+        raise NotImplementedError("use the resource for the root's kind of store (see exports_resource)")
+
+
+class LocalExports(ExportStoreResource):
+    """A local folder: a copy of the bucket, or generated exports."""
+
+    def open(self) -> ExportStore:
+        return LocalExportStore(self.root)
+
+
+class GCSExports(ExportStoreResource):
+    """A GCS bucket, the customer's or Pendo's hosted one: a service-account key (dg.EnvVar), else ADC."""
+
+    service_account_key: str | None = None
+
+    def open(self) -> ExportStore:
+        return open_bucket_store(BucketRoot.parse(self.root), gcs_service_account_key=self.service_account_key)
+
+
+class S3Exports(ExportStoreResource):
+    """An S3 bucket, read with the AWS chain (AWS_PROFILE or `profile`, keys, AWS_ENDPOINT_URL, roles)."""
+
+    profile: str | None = None
+
+    def open(self) -> ExportStore:
+        return open_bucket_store(BucketRoot.parse(self.root), aws_profile=self.profile)
+
+
+class AzureExports(ExportStoreResource):
+    """An Azure Blob container: AZURE_STORAGE_CONNECTION_STRING, an account key or SAS, else DefaultAzureCredential."""
+
+    account_name: str | None = None
+
+    def open(self) -> ExportStore:
+        return open_bucket_store(BucketRoot.parse(self.root), azure_account=self.account_name)
+
+
+def exports_resource(root: str, env: Mapping[str, str] | None = None) -> ExportStoreResource:
+    """The resource for `root`'s kind of store; the CLI opens the same one (`open_exports`)."""
+    env = os.environ if env is None else env
+    scheme = SCHEMES.get(urlsplit(root).scheme)
+    if scheme == "gs":
+        return GCSExports(root=root, service_account_key=dg.EnvVar(GCS_KEY_VARIABLE) if env.get(GCS_KEY_VARIABLE)
+                          else None)
+    if scheme == "s3":
+        return S3Exports(root=root)
+    if scheme == "az":
+        return AzureExports(root=root)
+    return LocalExports(root=root)
+
+
+def open_exports(root: str) -> ExportStore:
+    """The store a Dagster run would open for `root`, with its environment variables resolved now."""
+    return exports_resource(root).process_config_and_initialize().open()
 
 
 class WarehouseResource(dg.ConfigurableResource):

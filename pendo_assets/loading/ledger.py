@@ -13,7 +13,7 @@ from datetime import date
 
 from pendo_assets.loading.loader import folders_of
 from pendo_assets.pendo.models import ExportManifest
-from pendo_assets.pendo.paths import expected_bucket
+from pendo_assets.pendo.paths import expected_location
 from pendo_assets.pendo.plan import build_sources
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore
@@ -35,7 +35,7 @@ def out_of_date(store: ExportStore, warehouse: Warehouse, app: AppLocation, mani
 
     Writes nothing but the bookkeeping tables of an empty warehouse.
     """
-    folders_of(app, manifest.exports, expected_bucket(store.bucket, manifest.exports))  # refuse a bad rootUrl now
+    folders_of(app, manifest.exports, expected_location(store.location, manifest.exports))  # refuse a bad rootUrl now
     with warehouse.session() as session:
         ensure_bookkeeping(session)
         exports = {e.counter: e for e in cataloged_exports(session, app)}

@@ -25,10 +25,10 @@ from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, 
 from pendo_assets.pendo.avro import (PERIOD_COLUMN, AvroReadError, BatchStream, Column, InlineBatches,
                                       read_batches, start_decoder)
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
-from pendo_assets.pendo.paths import expected_bucket, export_file_path, export_folder
+from pendo_assets.pendo.paths import RootLocation, expected_location, export_file_path, export_folder
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
-from pendo_assets.stores.base import ExportStore, MissingExportFile
+from pendo_assets.stores.base import ExportStore, MissingExportFile, StoreReadError, StoreUnavailable
 from pendo_assets.warehouse.base import SchemaConflict, Warehouse, WarehouseSession
 from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, exports_for_day,
                                                 exports_with_definitions, ledger_of_day, ledger_of_definitions,
@@ -40,6 +40,8 @@ EVENT_ID_COLUMN = "eventId"
 PROGRESS_EVERY_ROWS = 500_000
 
 Progress = Callable[[str], None]
+# Why a listed file could not be read; each message names the file, and the load adds app, export and day.
+FILE_ERRORS = (AvroReadError, MissingExportFile, StoreReadError, StoreUnavailable)
 
 
 class LoadError(Exception):
@@ -87,15 +89,15 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
     start_decoder()
     if manifest is None:
         manifest = read_manifest(store, app)
-    bucket = expected_bucket(store.bucket, manifest.exports)
-    folders = folders_of(app, manifest.exports, bucket)
+    expected = expected_location(store.location, manifest.exports)
+    folders = folders_of(app, manifest.exports, expected)
     tables = sorted(set(tables), key=list(EventTable).index)
     crash_point(MANIFEST_READ)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
         crash_point(CATALOG_WRITTEN)
         cataloged = exports_for_day(session, app, day)
-        folders.update(folders_of(app, cataloged, bucket))
+        folders.update(folders_of(app, cataloged, expected))
         plan = plan_day(cataloged, day)
         built = ledger_of_day(session, app, day)
         stale = [t for t in tables if reload or built.get(t.value) != _built_from(folders, plan.tables[t].touched_by)]
@@ -126,12 +128,12 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                      reload: bool = False) -> dict[DefinitionTable, TableLoad]:
     """Bring each definition table up to date, leaving those the ledger says are current, unless `reload`."""
     manifest = read_manifest(store, app)
-    bucket = expected_bucket(store.bucket, manifest.exports)
-    folders = folders_of(app, manifest.exports, bucket)
+    expected = expected_location(store.location, manifest.exports)
+    folders = folders_of(app, manifest.exports, expected)
     with warehouse.session() as session:
         record_manifest(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
-        folders.update(folders_of(app, cataloged, bucket))
+        folders.update(folders_of(app, cataloged, expected))
         plans = plan_definitions(cataloged)
         built = ledger_of_definitions(session, app)
         results, log, ledger = {}, [], []
@@ -185,10 +187,10 @@ def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTab
     return total, per_matchable
 
 
-def folders_of(app: AppLocation, entries: Iterable[ExportEntry], bucket: str | None) -> dict[int, str]:
+def folders_of(app: AppLocation, entries: Iterable[ExportEntry], expected: RootLocation | None) -> dict[int, str]:
     """Each export's folder, relative to the export root, with its rootUrl checked (see `export_folder`)."""
     try:
-        return {e.counter: export_folder(app, e, bucket) for e in entries}
+        return {e.counter: export_folder(app, e, expected) for e in entries}
     except ManifestError as exc:
         raise LoadError(f"{exc}. Nothing was loaded.") from None
 
@@ -352,7 +354,7 @@ class _Files:
             if current.error is not None:
                 raise current.error
             yield current.columns, current.batches, current.source
-        except (AvroReadError, MissingExportFile) as exc:
+        except FILE_ERRORS as exc:
             raise LoadError(f"{self.app.label}, {where}: {exc}. The day was not changed.") from None
         finally:
             current.close()
@@ -370,7 +372,7 @@ class _OpenedFile:
         try:
             self.handle = store.open(path)
             self.columns, self.batches = read_batches(self.handle, self.source, after=after)
-        except (AvroReadError, MissingExportFile) as exc:
+        except FILE_ERRORS as exc:
             self.error = exc
             self.close()
 
@@ -423,7 +425,7 @@ class _CheckedBatches:
         except Exception as exc:
             # The warehouse sees only that its input stream failed; keep the error that says why.
             self.error = LoadError(f"{self.app.label}, {self.slice.describe()}: {exc}. The day was not changed.") \
-                if isinstance(exc, AvroReadError) else exc
+                if isinstance(exc, FILE_ERRORS) else exc
             raise
 
 

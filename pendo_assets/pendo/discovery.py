@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pendo_assets.errors import UserError
 from pendo_assets.pendo.tables import AppLocation
-from pendo_assets.stores.base import ExportStore, open_export_store
+from pendo_assets.stores.base import ExportStore
 
 # Subscription-level metadata exports sit beside the app folders; they are not apps.
 SUBSCRIPTION_LEVEL_FOLDERS = frozenset({"account", "visitor"})
@@ -23,18 +23,17 @@ def discover_apps(store: ExportStore) -> list[AppLocation]:
     return sorted(apps)
 
 
-def find_apps(root: str) -> list[AppLocation]:
-    """The apps under `root`, refusing (UserError) a root that is missing or has no datasync/ folder.
+def find_apps(store: ExportStore) -> list[AppLocation]:
+    """The apps in `store`, refusing (UserError) a root that is missing or has no datasync/ folder.
 
     No app yet is not a mistake: Pendo creates the app folders with its first export.
     """
-    store = open_export_store(root)
     if not store.folder_exists(""):
-        raise UserError(f"the export root {root} does not exist or is not a folder; set --exports or "
-                        "PENDO_EXPORTS to the folder that holds datasync/")
+        raise UserError(f"the export root {store.url} does not exist or is empty; set --exports or "
+                        "PENDO_EXPORTS to the folder or bucket path that holds datasync/")
     if not store.folder_exists("datasync"):
-        raise UserError(f"{root} has no datasync/ folder: is this the destination path configured in Pendo? "
-                        "Set --exports or PENDO_EXPORTS to the folder that holds datasync/")
+        raise UserError(f"{store.url} has no datasync/ folder: is this the destination path configured in Pendo? "
+                        "Set --exports or PENDO_EXPORTS to the folder or bucket path that holds datasync/")
     return discover_apps(store)
 
 

@@ -1,5 +1,8 @@
-"""Where exports live. Every adapter implements `ExportStore`; `open_export_store` picks one by URL."""
+"""Where exports live: a local folder (`local.py`) or a bucket (`bucket.py`), both an `ExportStore`.
 
-from pendo_assets.stores.base import ExportStore, MissingExportFile, open_export_store
+Which one, with which credentials, is the Dagster resource's choice (`defs/resources.py`).
+"""
 
-__all__ = ["ExportStore", "MissingExportFile", "open_export_store"]
+from pendo_assets.stores.base import ExportStore, MissingExportFile
+
+__all__ = ["ExportStore", "MissingExportFile"]

@@ -5,13 +5,22 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from pendo_assets.errors import UserError
-
-# Buckets an adapter is planned for; any other URL scheme is refused as unknown.
-COMING_BUCKET_SCHEMES = ("gs", "s3", "az")
+from pendo_assets.pendo.paths import RootLocation
 
 
 class MissingExportFile(FileNotFoundError):
     """A file a manifest lists is not in the store."""
+
+
+class StoreUnavailable(UserError):
+    """The store could not be read: permission denied, or the endpoint unreachable. The message says which."""
+
+
+class StoreReadError(OSError):
+    """A file that could not be read whole: it changed or vanished mid-read, or the store stopped answering.
+
+    The message names the file; the load that needed it fails and changes nothing.
+    """
 
 
 class ExportStore(Protocol):
@@ -21,7 +30,8 @@ class ExportStore(Protocol):
     """
 
     url: str
-    bucket: str | None
+    # The bucket and path the root is, which every manifest's rootUrl must name; None for a local copy.
+    location: RootLocation | None
 
     def read_bytes(self, path: str) -> bytes: ...
 
@@ -44,28 +54,20 @@ class ExportStore(Protocol):
         ...
 
 
-def open_export_store(root: str) -> ExportStore:
-    from pendo_assets.stores.local import LocalExportStore
-
-    return LocalExportStore(export_root(root))
-
-
 def export_root(root: str) -> str:
     """The root as the stores read it: a local folder becomes an absolute path, so Dagster's run processes
-    find the same files wherever they start. A URL no store reads is refused, naming only its scheme (a URL
-    may carry credentials)."""
+    find the same files wherever they start; a bucket URL is checked and normalised. Any other URL is
+    refused, naming only its scheme (a URL may carry credentials)."""
+    from pendo_assets.stores.bucket import SCHEMES, BucketRoot
+
     local = local_path(root)
     if local is not None:
         return str(local)
     scheme = urlsplit(root).scheme
-    if scheme in COMING_BUCKET_SCHEMES:
-        raise UserError(
-            f"reading {scheme}:// buckets directly is not supported yet; copy the bucket's datasync/ folder "
-            "to disk (gsutil -m rsync -r, aws s3 sync, azcopy sync) and set --exports or PENDO_EXPORTS to "
-            "the folder above it")
-    raise UserError(f"the export root ({scheme}://...) is not a local folder, the only kind supported "
-                    f"({'://, '.join(COMING_BUCKET_SCHEMES)}:// are coming); set --exports or PENDO_EXPORTS "
-                    "to the local folder that holds datasync/")
+    if scheme in SCHEMES:
+        return BucketRoot.parse(root).url
+    raise UserError(f"the export root ({scheme}://...) is neither a local folder nor a gs://, s3://, az:// "
+                    "bucket; set --exports or PENDO_EXPORTS to where Pendo delivers the exports")
 
 
 def local_path(location: str) -> Path | None:

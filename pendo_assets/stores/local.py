@@ -10,13 +10,13 @@ from pendo_assets.stores.base import MissingExportFile
 class LocalExportStore:
     """An export root on the local file system (a copy of the bucket, or the demo's generated tree)."""
 
-    bucket = None
+    location = None  # a local copy does not know which bucket it came from
 
     def __init__(self, root: str | Path):
         root = str(root)
         path = urlsplit(root).path if root.startswith("file://") else root
         self.root = Path(path).resolve()
-        self.url = self.root.as_uri()
+        self.url = str(self.root)  # messages name local files by their plain path
 
     def _path(self, path: str) -> Path:
         full = (self.root / path).resolve()

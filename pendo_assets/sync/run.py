@@ -27,15 +27,15 @@ def sync(settings: Settings) -> SyncSummary:
 def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummary:
     """Each app's work comes from the warehouse (its ledger against the catalog and manifest), never from
     Dagster's history: a rebuilt, replaced or restored warehouse gets exactly what it lacks."""
-    from pendo_assets.defs.pending import pending_from_warehouse
     from pendo_assets.definitions import build_app_assets_for, build_definitions
+    from pendo_assets.defs.pending import pending_from_warehouse
+    from pendo_assets.defs.resources import open_exports
     from pendo_assets.loading.ledger import out_of_date
     from pendo_assets.loading.loader import LoadError, read_manifest
-    from pendo_assets.stores import open_export_store
     from pendo_assets.warehouse import open_warehouse
     from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
 
-    store = open_export_store(settings.exports)
+    store = open_exports(settings.exports)
     warehouse = open_warehouse(settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds)
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)

@@ -1,0 +1,133 @@
+"""The bucket store on its own, against each real local server: what the loader and the sensor ask of it."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from dagster import build_sensor_context, instance_for_test
+
+from pendo_assets import definitions
+from pendo_assets.stores.base import MissingExportFile, StoreReadError, StoreUnavailable
+from pendo_assets.stores.bucket import BucketRoot, ReadAhead, open_bucket_store
+from pendo_assets_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, BucketServer, free_port
+
+STORES = ["gcs_server", "s3_server", "azure_server"]
+
+
+@pytest.fixture(params=STORES)
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> BucketServer:
+    server = request.getfixturevalue(request.param)
+    server.use_in(monkeypatch)
+    return server
+
+
+@pytest.fixture
+def root(server: BucketServer) -> BucketRoot:
+    """A bucket with a few objects under the prefix `pendo/exports`."""
+    bucket = server.new_bucket("store")
+    filesystem = server.filesystem()
+    filesystem.pipe({f"{bucket}/pendo/exports/datasync/1/a/exportmanifest.json": b'{"exports": []}',
+                     f"{bucket}/pendo/exports/datasync/1/a/export1/big.bin": PAYLOAD,
+                     f"{bucket}/pendo/exports/datasync/1/b/exportmanifest.json": b"{}",
+                     f"{bucket}/elsewhere/x.json": b"{}"})
+    return BucketRoot.parse(server.url(bucket, "pendo/exports"))
+
+
+PAYLOAD = os.urandom(300_000)
+
+
+def test_a_root_url_names_its_bucket_and_path(root: BucketRoot) -> None:
+    store = open_bucket_store(root)
+    assert store.url == root.url and store.location.bucket == root.bucket and store.location.prefix == "pendo/exports"
+
+
+def test_files_folders_and_fingerprints_are_read_under_the_root_only(root: BucketRoot) -> None:
+    store = open_bucket_store(root)
+    assert store.read_bytes("datasync/1/a/exportmanifest.json") == b'{"exports": []}'
+    assert store.list_folders("datasync") == ["1"] and store.list_folders("datasync/1") == ["a", "b"]
+    assert store.folder_exists("") and store.folder_exists("datasync") and not store.folder_exists("nothing")
+    assert store.exists("datasync/1/a/export1/big.bin") and not store.exists("datasync/1/a/nope.avro")
+    assert not store.exists("elsewhere/x.json")
+    before = store.fingerprint("datasync/1/a/exportmanifest.json")
+    assert before == store.fingerprint("datasync/1/a/exportmanifest.json") and before.startswith("15:")
+    with pytest.raises(MissingExportFile, match=r"datasync/1/a/nope.avro does not exist"):
+        store.read_bytes("datasync/1/a/nope.avro")
+    with pytest.raises(MissingExportFile, match="does not exist"):
+        store.open("datasync/1/a/nope.avro")
+
+
+def test_a_stream_reads_in_small_blocks_ahead_and_seeks_back(root: BucketRoot) -> None:
+    store = open_bucket_store(root)
+    key = root.key("datasync/1/a/export1/big.bin")
+    with ReadAhead(lambda start, end: store.fs.cat_file(key, start=start, end=end), len(PAYLOAD), "big.bin",
+                   block_size=64_000, depth=2) as stream:
+        assert stream.read(10) == PAYLOAD[:10]
+        stream.seek(0)
+        assert stream.read(70_000) == PAYLOAD[:70_000]
+        assert stream.tell() == 70_000
+        stream.seek(250_000)
+        assert stream.read() == PAYLOAD[250_000:]
+        assert stream.read(5) == b""
+    with store.open("datasync/1/a/export1/big.bin") as stream:
+        assert io.BufferedReader(stream).read() == PAYLOAD
+
+
+def test_a_file_replaced_while_it_is_read_fails_naming_it(server: BucketServer, root: BucketRoot) -> None:
+    store = open_bucket_store(root)
+    with store.open("datasync/1/a/export1/big.bin") as stream:
+        stream.block_size, stream.depth = 16_000, 1  # so most of the file is read after the replacement
+        stream.seek(1)
+        assert stream.read(10) == PAYLOAD[1:11]
+        key = root.key("datasync/1/a/export1/big.bin")
+        server.filesystem().pipe(key, os.urandom(len(PAYLOAD)))
+        with pytest.raises(StoreReadError, match=r"export1/big.bin changed while it was being read"):
+            stream.read()
+
+
+def test_a_refused_read_names_the_object_the_operation_and_the_missing_permission(
+        azure_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SAS that may list but not read: Azurite refuses the read with 403, as Azure does."""
+    bucket = azure_server.new_bucket("refused")
+    azure_server.filesystem().pipe(f"{bucket}/datasync/1/a/exportmanifest.json", b"{}")
+    sas = generate_container_sas(AZURITE_ACCOUNT, bucket, account_key=AZURITE_KEY,
+                                 permission=ContainerSasPermissions(list=True),
+                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"BlobEndpoint={azure_server.endpoint};SharedAccessSignature={sas}")
+    store = open_bucket_store(BucketRoot.parse(f"az://{bucket}"))
+
+    assert store.list_folders("datasync/1") == ["a"]
+    with pytest.raises(StoreUnavailable) as refused:
+        store.read_bytes("datasync/1/a/exportmanifest.json")
+    assert str(refused.value).startswith(f"permission denied to read az://{bucket}/datasync/1/a/exportmanifest.json: "
+                                         "the credentials need blob read (Storage Blob Data Reader, or a SAS with r)")
+    assert "sig=" not in str(refused.value)
+
+
+@pytest.mark.slow  # the S3 SDK retries a refused connection for about 5 s per request
+def test_an_unreachable_bucket_leaves_the_code_location_loaded_and_fails_the_ticks_with_the_reason(
+        s3_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3_server.use_in(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("PENDO_EXPORTS", "s3://pendo-exports/datasync-root")
+    reason = "cannot list s3://pendo-exports/datasync-root: Could not connect to the endpoint URL"
+
+    with instance_for_test() as instance:
+        defs = definitions.defs()
+        assert defs.resolve_all_asset_specs() == []
+        (discovery,) = defs.sensors
+        with pytest.raises(Exception, match=reason):
+            discovery.evaluate_tick(build_sensor_context(instance=instance, definitions=defs,
+                                                         resources={"exports": defs.resources["exports"]}))
+
+        monkeypatch.setenv("PENDO_APPS", "5123456789012345/-323232")
+        defs = definitions.defs()
+        manifest_sensor = next(s for s in defs.sensors if s.name.endswith("_manifest"))
+        with pytest.raises(Exception, match="cannot read s3://pendo-exports/datasync-root/datasync/5123456789012345/"
+                                            "-323232/exportmanifest.json: Could not connect"):
+            manifest_sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs,
+                                                               resources={"exports": defs.resources["exports"]}))
