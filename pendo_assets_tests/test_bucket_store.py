@@ -11,8 +11,13 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from dagster import build_sensor_context, instance_for_test
 
 from pendo_assets import definitions
+from pendo_assets.generator import generate
+from pendo_assets.loading.loader import load_day
+from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.stores.base import MissingExportFile, StoreReadError, StoreUnavailable
 from pendo_assets.stores.bucket import BucketRoot, ReadAhead, open_bucket_store
+from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets_tests.e2e import END_DAY
 from pendo_assets_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, BucketServer, free_port
 
 STORES = ["gcs_server", "s3_server", "azure_server"]
@@ -104,7 +109,7 @@ def test_a_refused_read_names_the_object_the_operation_and_the_missing_permissio
     with pytest.raises(StoreUnavailable) as refused:
         store.read_bytes("datasync/1/a/exportmanifest.json")
     assert str(refused.value).startswith(f"permission denied to read az://{bucket}/datasync/1/a/exportmanifest.json: "
-                                         "the credentials need blob read (Storage Blob Data Reader, or a SAS with r)")
+                                         "the credentials need blob read (Storage Blob Data Reader, or a SAS with r);")
     assert "sig=" not in str(refused.value)
 
 
@@ -131,3 +136,49 @@ def test_an_unreachable_bucket_leaves_the_code_location_loaded_and_fails_the_tic
                                             "-323232/exportmanifest.json: Could not connect"):
             manifest_sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs,
                                                                resources={"exports": defs.resources["exports"]}))
+
+
+def test_every_file_under_a_folder_is_listed_relative_to_the_root(root: BucketRoot) -> None:
+    store = open_bucket_store(root)
+    assert store.list_files("datasync/1/a") == {"datasync/1/a/exportmanifest.json", "datasync/1/a/export1/big.bin"}
+    assert store.list_files("datasync/9") == set()
+
+
+def test_a_bucket_that_grants_reads_but_no_listing_is_checked_file_by_file(
+        azure_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = azure_server.new_bucket("read-only")
+    azure_server.filesystem().pipe(f"{bucket}/datasync/1/a/export1/x.avro", b"x")
+    sas = generate_container_sas(AZURITE_ACCOUNT, bucket, account_key=AZURITE_KEY,
+                                 permission=ContainerSasPermissions(read=True),
+                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"BlobEndpoint={azure_server.endpoint};SharedAccessSignature={sas}")
+    store = open_bucket_store(BucketRoot.parse(f"az://{bucket}"))
+
+    assert store.list_files("datasync/1/a/export1") is None
+    assert store.exists("datasync/1/a/export1/x.avro")
+    with pytest.raises(StoreUnavailable, match="also answers so for an object that does not exist"):
+        store.exists("datasync/1/a/export1/y.avro")
+
+
+def test_a_day_checks_its_files_with_one_listing_per_export_folder(gcs_server: BucketServer, tmp_path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    gcs_server.use_in(monkeypatch)
+    bucket = gcs_server.new_bucket("listing")
+    generated = generate(scenario="small", out_dir=str(tmp_path / "local"), end_day=END_DAY, bucket=bucket)
+    gcs_server.upload_tree(tmp_path / "local", gcs_server.url(bucket))
+    app = AppLocation(generated.apps[0].subscription_id, generated.apps[0].application_id)
+    store = open_bucket_store(BucketRoot.parse(gcs_server.url(bucket)))
+    calls: list[tuple[str, str]] = []
+    for method in ("exists", "list_files"):
+        real = getattr(store, method)
+        monkeypatch.setattr(store, method, lambda path, real=real, method=method: (calls.append((method, path)),
+                                                                                    real(path))[1])
+    day = max(day for day, ids in generated.apps[0].truth.allevents.items() if ids)
+
+    results = load_day(store, DuckDBWarehouse(tmp_path / "w.duckdb"), app, day, list(EventTable), "run")
+
+    folders = {path for method, path in calls if method == "list_files"}
+    assert [method for method, _ in calls] == ["list_files"] * len(folders)
+    assert len(folders) == len({c for result in results.values() for c in result.touched_by}) >= 1
+    assert results[EventTable.ALLEVENTS].rows == len(generated.apps[0].truth.allevents[day])

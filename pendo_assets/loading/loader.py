@@ -205,11 +205,21 @@ def _built_from(folders: dict[int, str], counters: Iterable[int]) -> ExportRefs:
 
 
 def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str], slices: list[Slice]) -> None:
-    missing = []
+    """Every file the slices list must exist: one listing per export folder, or, where the store may not
+    list (Pendo's hosted bucket can grant reads only), one request per file."""
+    wanted: dict[str, list[tuple[str, Slice]]] = {}
     for s in slices:
         for name in s.files:
-            path = _file_path(app, folders, s.counter, name, s.describe())
-            if not store.exists(path):
+            wanted.setdefault(folders[s.counter], []).append((_file_path(app, folders, s.counter, name, s.describe()), s))
+    missing = []
+    for folder, files in wanted.items():
+        listed = store.list_files(folder)
+        for path, s in files:
+            try:
+                found = path in listed if listed is not None else store.exists(path)
+            except StoreUnavailable as exc:
+                raise LoadError(f"{app.label}, {s.describe()}: {exc}. Nothing was deleted or loaded.") from None
+            if not found:
                 missing.append(f"{store.url}/{path} ({s.describe()})")
     if missing:
         raise LoadError(

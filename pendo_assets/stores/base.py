@@ -49,6 +49,10 @@ class ExportStore(Protocol):
         """Names of the immediate sub-folders of `prefix`."""
         ...
 
+    def list_files(self, folder: str) -> set[str] | None:
+        """Every file under `folder`, at any depth, as paths relative to the root; None if listing is refused."""
+        ...
+
     def folder_exists(self, prefix: str) -> bool:
         """Whether `prefix` ("" for the root) is a folder; in a bucket, whether anything is under it."""
         ...

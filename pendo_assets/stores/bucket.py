@@ -148,6 +148,17 @@ class BucketExportStore:
         return sorted(entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries
                       if entry.get("type") == "directory")
 
+    def list_files(self, folder: str) -> set[str] | None:
+        try:
+            keys = self.fs.find(self.root.key(folder))
+        except Exception as exc:
+            if _refused(exc):
+                return None  # a bucket that grants reads only, such as Pendo's hosted one may
+            with self._errors("list", folder):
+                raise
+        root = self.root.key("") + "/"
+        return {key.removeprefix(root) for key in keys}
+
     def folder_exists(self, prefix: str) -> bool:
         with self._errors("list", prefix):
             try:
@@ -169,7 +180,8 @@ class BucketExportStore:
                                        "endpoint and the credentials") from None
             raise StoreUnavailable(
                 f"permission denied to {operation} {where}: the credentials need "
-                f"{PERMISSIONS[self.root.scheme][operation]} ({_first_line(exc)})") from None
+                f"{PERMISSIONS[self.root.scheme][operation]}; where listing is not granted, the store also "
+                f"answers so for an object that does not exist ({_first_line(exc)})") from None
 
 
 def _refused(exc: Exception) -> bool:

@@ -46,6 +46,10 @@ class LocalExportStore:
             raise MissingExportFile(f"{self.url}/{path} does not exist") from None
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
+    def list_files(self, folder: str) -> set[str]:
+        base = self._path(folder)
+        return {path.relative_to(self.root).as_posix() for path in base.rglob("*") if path.is_file()}
+
     def folder_exists(self, prefix: str) -> bool:
         return self._path(prefix).is_dir()
 
