@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
+import requests
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from dagster import build_sensor_context, instance_for_test
 
@@ -182,3 +185,31 @@ def test_a_day_checks_its_files_with_one_listing_per_export_folder(gcs_server: B
     assert [method for method, _ in calls] == ["list_files"] * len(folders)
     assert len(folders) == len({c for result in results.values() for c in result.touched_by}) >= 1
     assert results[EventTable.ALLEVENTS].rows == len(generated.apps[0].truth.allevents[day])
+
+
+def test_an_s3_read_the_policy_denies_names_the_object_and_s3_getobject(
+        s3_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto enforces IAM once asked to: a user whose policy allows listing only is refused the read."""
+    s3_server.use_in(monkeypatch)
+    bucket = s3_server.new_bucket("denied")
+    s3_server.filesystem().pipe(f"{bucket}/datasync/1/a/exportmanifest.json", b"{}")
+    iam = boto3.client("iam")
+    iam.create_user(UserName=bucket)
+    iam.put_user_policy(UserName=bucket, PolicyName="list-only", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]}))
+    key = iam.create_access_key(UserName=bucket)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    enforce_iam = f"{s3_server.endpoint}/moto-api/reset-auth"
+    requests.post(enforce_iam, data=b"0", timeout=10).raise_for_status()
+    try:
+        store = open_bucket_store(BucketRoot.parse(f"s3://{bucket}"))
+        assert store.list_files("datasync/1/a") == {"datasync/1/a/exportmanifest.json"}
+        with pytest.raises(StoreUnavailable) as refused:
+            store.read_bytes("datasync/1/a/exportmanifest.json")
+    finally:  # the server is shared by the session: back to accepting anyone
+        requests.post(enforce_iam, data=str(10 ** 12).encode(), timeout=10).raise_for_status()
+    assert str(refused.value).startswith(f"permission denied to read s3://{bucket}/datasync/1/a/exportmanifest.json: "
+                                         "the credentials need s3:GetObject;")
+    assert key["SecretAccessKey"] not in str(refused.value)
