@@ -18,7 +18,7 @@ from pendo_assets.generator import generate
 from pendo_assets.loading.loader import load_day
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.stores.base import MissingExportFile, StoreReadError, StoreUnavailable
-from pendo_assets.stores.bucket import BucketRoot, ReadAhead, open_bucket_store
+from pendo_assets.stores.bucket import BucketExportStore, BucketRoot, ReadAhead, open_bucket_store
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets_tests.e2e import END_DAY
 from pendo_assets_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, BucketServer, free_port
@@ -96,17 +96,22 @@ def test_a_file_replaced_while_it_is_read_fails_naming_it(server: BucketServer, 
             stream.read()
 
 
+def store_with_sas(azure_server: BucketServer, monkeypatch: pytest.MonkeyPatch, bucket: str,
+                   permission: ContainerSasPermissions) -> BucketExportStore:
+    """The store of `bucket` with nothing but a SAS granting `permission`, as a customer might configure it."""
+    sas = generate_container_sas(AZURITE_ACCOUNT, bucket, account_key=AZURITE_KEY, permission=permission,
+                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"BlobEndpoint={azure_server.endpoint};SharedAccessSignature={sas}")
+    return open_bucket_store(BucketRoot.parse(f"az://{bucket}"))
+
+
 def test_a_refused_read_names_the_object_the_operation_and_the_missing_permission(
         azure_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A SAS that may list but not read: Azurite refuses the read with 403, as Azure does."""
     bucket = azure_server.new_bucket("refused")
     azure_server.filesystem().pipe(f"{bucket}/datasync/1/a/exportmanifest.json", b"{}")
-    sas = generate_container_sas(AZURITE_ACCOUNT, bucket, account_key=AZURITE_KEY,
-                                 permission=ContainerSasPermissions(list=True),
-                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       f"BlobEndpoint={azure_server.endpoint};SharedAccessSignature={sas}")
-    store = open_bucket_store(BucketRoot.parse(f"az://{bucket}"))
+    store = store_with_sas(azure_server, monkeypatch, bucket, ContainerSasPermissions(list=True))
 
     assert store.list_folders("datasync/1") == ["a"]
     with pytest.raises(StoreUnavailable) as refused:
@@ -151,12 +156,7 @@ def test_a_bucket_that_grants_reads_but_no_listing_is_checked_file_by_file(
         azure_server: BucketServer, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = azure_server.new_bucket("read-only")
     azure_server.filesystem().pipe(f"{bucket}/datasync/1/a/export1/x.avro", b"x")
-    sas = generate_container_sas(AZURITE_ACCOUNT, bucket, account_key=AZURITE_KEY,
-                                 permission=ContainerSasPermissions(read=True),
-                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       f"BlobEndpoint={azure_server.endpoint};SharedAccessSignature={sas}")
-    store = open_bucket_store(BucketRoot.parse(f"az://{bucket}"))
+    store = store_with_sas(azure_server, monkeypatch, bucket, ContainerSasPermissions(read=True))
 
     assert store.list_files("datasync/1/a/export1") is None
     assert store.exists("datasync/1/a/export1/x.avro")
