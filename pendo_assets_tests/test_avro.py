@@ -53,10 +53,10 @@ def avro_bytes(records, codec="deflate", schema=SCHEMA, sync_interval=16000):
 def test_rows_and_types_match_fastavro(codec):
     raw = avro_bytes([record(i) for i in range(250)], codec=codec, sync_interval=500)
     columns, batches = read_batches(io.BytesIO(raw), "mem.avro", batch_rows=64)
-    types = {c.name: c.sql_type for c in columns}
-    assert types == {"periodId": "DATE", "browserTimestamp": "TIMESTAMP", "micros": "TIMESTAMP", "eventId": "VARCHAR",
-                     "accountId": "VARCHAR", "latitude": "DOUBLE", "count": "INTEGER", "flag": "BOOLEAN",
-                     "kind": "VARCHAR", "properties": "JSON", "location": "JSON", "tags": "JSON", "either": "JSON"}
+    types = {c.name: c.type.value for c in columns}
+    assert types == {"periodId": "DATE", "browserTimestamp": "TIMESTAMP", "micros": "TIMESTAMP", "eventId": "TEXT",
+                     "accountId": "TEXT", "latitude": "FLOAT64", "count": "INT32", "flag": "BOOLEAN",
+                     "kind": "TEXT", "properties": "JSON", "location": "JSON", "tags": "JSON", "either": "JSON"}
     batches = list(batches)
     assert [b.num_rows for b in batches] == [64, 64, 64, 58]
     rows = [row for b in batches for row in b.to_pylist()]
@@ -82,7 +82,7 @@ def test_every_period_id_encoding_becomes_a_date(encoding, values):
     avro_type = {"int": "int", "yyyymmdd": "int", "string": "string"}[encoding]
     schema = {"type": "record", "name": "R", "fields": [{"name": "periodId", "type": avro_type}]}
     columns, batches = read_batches(io.BytesIO(avro_bytes([{"periodId": v} for v in values], schema=schema)), "f")
-    assert columns[0].sql_type == "DATE"
+    assert columns[0].type.value == "DATE" and columns[0].avro_type == avro_type
     days = [r["periodId"] for b in batches for r in b.to_pylist()]
     assert days == ([date(2024, 4, 7), date(2024, 4, 8)] if encoding != "int" else
                     [date(2024, 4, 7), date(2024, 4, 8)])

@@ -3,7 +3,7 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from pendo_assets.pendo.avro import Column
+from pendo_assets.pendo.avro import Column, ColumnType
 from pendo_assets.pendo.models import ExportManifest
 from pendo_assets.pendo.plan import build_sources, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
@@ -18,7 +18,7 @@ from pendo_assets_tests.builders import export, matched, period
 APP = AppLocation("5123", "-323232")
 P = date(2024, 4, 7)
 OTHER = date(2024, 4, 8)
-COLUMNS = [Column("periodId", "DATE", pa.date32()), Column("eventId", "VARCHAR", pa.string())]
+COLUMNS = [Column("periodId", ColumnType.DATE, pa.date32()), Column("eventId", ColumnType.TEXT, pa.string())]
 
 
 def batch(day, *ids, extra=None):
@@ -43,7 +43,7 @@ def test_tables_are_created_from_columns_and_grow_new_nullable_columns(warehouse
     with warehouse.session() as s:
         assert s.ensure_table(APP.schema_name, "ALLEVENTS", COLUMNS, "f1") == []
         s.insert(APP.schema_name, "ALLEVENTS", batch(P, "a", "b"))
-        added = s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("sessionId", "VARCHAR", pa.string())],
+        added = s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("sessionId", ColumnType.TEXT, pa.string())],
                                "f2")
         s.insert(APP.schema_name, "ALLEVENTS", batch(P, "c", extra="sessionId"))
     assert added == ["sessionId"]
@@ -57,7 +57,7 @@ def test_an_incompatible_type_change_is_refused_naming_file_and_field(warehouse)
         s.ensure_table(APP.schema_name, "ALLEVENTS", COLUMNS, "f1")
     with pytest.raises(SchemaConflict, match="f2: field 'eventId' is BIGINT"):
         with warehouse.session() as s:
-            s.ensure_table(APP.schema_name, "ALLEVENTS", [COLUMNS[0], Column("eventId", "BIGINT", pa.int64())], "f2")
+            s.ensure_table(APP.schema_name, "ALLEVENTS", [COLUMNS[0], Column("eventId", ColumnType.INT64, pa.int64())], "f2")
 
 
 def test_a_failed_session_leaves_the_previous_state(warehouse):
@@ -67,7 +67,7 @@ def test_a_failed_session_leaves_the_previous_state(warehouse):
     with pytest.raises(RuntimeError):
         with warehouse.session() as s:
             assert s.delete(APP.schema_name, "ALLEVENTS", {"periodId": P}) == 2
-            s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("late", "VARCHAR", pa.string())], "f2")
+            s.ensure_table(APP.schema_name, "ALLEVENTS", [*COLUMNS, Column("late", ColumnType.TEXT, pa.string())], "f2")
             s.insert(APP.schema_name, "ALLEVENTS", batch(P, "c", extra="late"))
             raise RuntimeError("crash before commit")
     with warehouse.session() as s:

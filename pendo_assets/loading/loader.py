@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DAY_DELETED,
                                                DEFINITIONS_COMMITTED, DEFINITIONS_DELETED, FILE_INSERTED,
                                                LOAD_LOG_WRITTEN, MANIFEST_READ, TABLE_REPLACED, crash_point)
-from pendo_assets.pendo.avro import (PERIOD_COLUMN, AvroReadError, BatchStream, Column, InlineBatches,
+from pendo_assets.pendo.avro import (PERIOD_COLUMN, AvroReadError, BatchStream, Column, ColumnType, InlineBatches,
                                       read_batches, start_decoder)
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
 from pendo_assets.pendo.paths import RootLocation, expected_location, export_file_path, export_folder
@@ -242,7 +242,7 @@ def _replace_table_day(session: WarehouseSession, files: "_Files", app: AppLocat
             path = _file_path(app, folders, s.counter, name, s.describe())
             with files.open(s.describe(), path) as (columns, batches, source):
                 if plan.table.is_matched and MATCHABLE_COLUMN not in {c.name for c in columns}:
-                    columns = [*columns, Column(MATCHABLE_COLUMN, "VARCHAR", pa.large_string())]
+                    columns = [*columns, Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())]
                 result.added_columns += _ensure_table(session, app, table, columns, source, s.describe())
                 checked = _CheckedBatches(batches, plan, s, app, source, progress, loaded)
                 # One statement per file: DuckDB pulls the batches as they are decoded, which is

@@ -17,6 +17,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from datetime import date
+from enum import Enum
 from typing import Any, BinaryIO, Callable, Iterator
 
 import fastavro
@@ -32,22 +33,49 @@ DEFAULT_BATCH_ROWS = 200_000
 NATIVE_CHUNK_BYTES = 8_000_000
 
 _EPOCH = date(1970, 1, 1)
-_PRIMITIVES: dict[str, tuple[str, pa.DataType]] = {
-    "null": ("VARCHAR", pa.large_string()),
-    "boolean": ("BOOLEAN", pa.bool_()),
-    "int": ("INTEGER", pa.int32()),
-    "long": ("BIGINT", pa.int64()),
-    "float": ("FLOAT", pa.float32()),
-    "double": ("DOUBLE", pa.float64()),
-    "string": ("VARCHAR", pa.large_string()),
-    "bytes": ("BLOB", pa.binary()),
-    "fixed": ("BLOB", pa.binary()),
-    "enum": ("VARCHAR", pa.large_string()),
+
+
+class ColumnType(str, Enum):
+    """The warehouse-neutral type of a column, derived from its Avro type; each warehouse maps it to its own."""
+
+    TEXT = "TEXT"
+    BOOLEAN = "BOOLEAN"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FLOAT32 = "FLOAT32"
+    FLOAT64 = "FLOAT64"
+    BYTES = "BYTES"
+    DATE = "DATE"
+    TIMESTAMP = "TIMESTAMP"  # UTC, without a zone
+    JSON = "JSON"  # records, arrays, maps and multi-type unions, kept whole
+
+
+# A value stored in a column of the second type keeps its meaning; anything else is a conflict.
+WIDENINGS = frozenset({(ColumnType.INT32, ColumnType.INT64), (ColumnType.FLOAT32, ColumnType.FLOAT64),
+                       (ColumnType.INT32, ColumnType.FLOAT64), (ColumnType.TEXT, ColumnType.JSON),
+                       (ColumnType.JSON, ColumnType.TEXT)})
+
+
+def column_fits(file_type: ColumnType, table_type: ColumnType) -> bool:
+    return file_type == table_type or (file_type, table_type) in WIDENINGS
+
+
+_PRIMITIVES: dict[str, tuple[ColumnType, pa.DataType]] = {
+    "null": (ColumnType.TEXT, pa.large_string()),
+    "boolean": (ColumnType.BOOLEAN, pa.bool_()),
+    "int": (ColumnType.INT32, pa.int32()),
+    "long": (ColumnType.INT64, pa.int64()),
+    "float": (ColumnType.FLOAT32, pa.float32()),
+    "double": (ColumnType.FLOAT64, pa.float64()),
+    "string": (ColumnType.TEXT, pa.large_string()),
+    "bytes": (ColumnType.BYTES, pa.binary()),
+    "fixed": (ColumnType.BYTES, pa.binary()),
+    "enum": (ColumnType.TEXT, pa.large_string()),
 }
-_LOGICAL: dict[tuple[str, str], tuple[str, pa.DataType]] = {
-    ("int", "date"): ("DATE", pa.date32()),
-    ("long", "timestamp-millis"): ("TIMESTAMP", pa.timestamp("ms")),
-    ("long", "timestamp-micros"): ("TIMESTAMP", pa.timestamp("us")),
+_LOGICAL: dict[tuple[str, str], tuple[ColumnType, pa.DataType]] = {
+    ("int", "date"): (ColumnType.DATE, pa.date32()),
+    ("long", "timestamp-millis"): (ColumnType.TIMESTAMP, pa.timestamp("ms")),
+    ("long", "timestamp-micros"): (ColumnType.TIMESTAMP, pa.timestamp("us")),
 }
 _NESTED = ("record", "array", "map")
 
@@ -58,11 +86,13 @@ class AvroReadError(Exception):
 
 @dataclass(frozen=True)
 class Column:
-    """A warehouse column: its Avro field name and a portable SQL type name."""
+    """A warehouse column: its Avro field name, neutral type, Arrow type as decoded, and the field's Avro type
+    (without its null branch), which a warehouse reading the file itself needs to convert the value."""
 
     name: str
-    sql_type: str
+    type: ColumnType
     arrow_type: pa.DataType
+    avro_type: Any = "string"
 
 
 @dataclass(frozen=True)
@@ -306,7 +336,7 @@ def _conform(table: pa.Table, fields: list[_Field], avro_types: dict[str, Any], 
     arrays = []
     for f in fields:
         column = table.column(f.column.name).combine_chunks()
-        if f.column.sql_type == "JSON":
+        if f.column.type is ColumnType.JSON:
             values = [_plain(v, avro_types[f.column.name]) for v in column.to_pylist()]
             arrays.append(pa.array(_to_json(values), pa.large_string()))
         elif f.convert is not None and not (f.column.name == PERIOD_COLUMN and pa.types.is_date32(column.type)):
@@ -406,23 +436,24 @@ def _fields(schema: dict[str, Any], source: str) -> list[_Field]:
         if name.lower() in seen:
             raise AvroReadError(f"{source}: field {name!r} appears twice (names are case-insensitive)")
         seen.add(name.lower())
-        fields.append(_PERIOD_FIELD if name == PERIOD_COLUMN else _field_for(name, field["type"]))
+        fields.append(_period_field(field["type"]) if name == PERIOD_COLUMN else _field_for(name, field["type"]))
     return fields
 
 
 def _field_for(name: str, avro_type: Any) -> _Field:
     avro_type = _non_null(avro_type)
     if isinstance(avro_type, list) or _type_name(avro_type) in _NESTED:
-        return _Field(Column(name, "JSON", pa.large_string()), _to_json)
+        return _Field(Column(name, ColumnType.JSON, pa.large_string(), avro_type), _to_json)
     base = _type_name(avro_type)
     logical = avro_type.get("logicalType") if isinstance(avro_type, dict) else None
     if (base, logical) in _LOGICAL:
-        sql_type, arrow_type = _LOGICAL[(base, logical)]
-        return _Field(Column(name, sql_type, arrow_type), None)
+        column_type, arrow_type = _LOGICAL[(base, logical)]
+        return _Field(Column(name, column_type, arrow_type, avro_type), None)
     if logical == "decimal":
-        return _Field(Column(name, "DOUBLE", pa.float64()), _to_float)
-    sql_type, arrow_type = _PRIMITIVES.get(base, ("JSON", pa.large_string()))
-    return _Field(Column(name, sql_type, arrow_type), _to_json if sql_type == "JSON" else None)
+        return _Field(Column(name, ColumnType.FLOAT64, pa.float64(), avro_type), _to_float)
+    column_type, arrow_type = _PRIMITIVES.get(base, (ColumnType.JSON, pa.large_string()))
+    return _Field(Column(name, column_type, arrow_type, avro_type),
+                  _to_json if column_type is ColumnType.JSON else None)
 
 
 def _non_null(avro_type: Any) -> Any:
@@ -464,7 +495,8 @@ def _period_dates(values: list[Any]) -> list[Any]:
     return dates
 
 
-_PERIOD_FIELD = _Field(Column(PERIOD_COLUMN, "DATE", pa.date32()), _period_dates)
+def _period_field(avro_type: Any) -> _Field:
+    return _Field(Column(PERIOD_COLUMN, ColumnType.DATE, pa.date32(), _non_null(avro_type)), _period_dates)
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,15 +13,6 @@ class SchemaConflict(Exception):
     """A file's column type cannot be stored in the existing column without changing its meaning."""
 
 
-# A value stored in a column of the second type keeps its meaning; anything else is a conflict.
-WIDENINGS = frozenset({("INTEGER", "BIGINT"), ("FLOAT", "DOUBLE"), ("INTEGER", "DOUBLE"), ("VARCHAR", "JSON"),
-                       ("JSON", "VARCHAR")})
-
-
-def column_fits(file_type: str, table_type: str) -> bool:
-    return file_type == table_type or (file_type, table_type) in WIDENINGS
-
-
 class WarehouseSession(Protocol):
     """One open transaction. Leaving the `Warehouse.session()` block commits; an exception rolls back."""
 
