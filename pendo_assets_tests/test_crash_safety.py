@@ -2,7 +2,7 @@
 
 A bucket is loaded as of an earlier day (the old state), then newer exports arrive: finalized
 re-exports, a retroactive export and new days. The sync that loads them is killed at one point (see
-`pendo_assets/loading/crash_points.py`); the warehouse must then hold, for each day, either all of
+`pendo_assets/crash_points.py`); the warehouse must then hold, for each day, either all of
 its old rows or all of its new ones, and each definition table wholly old or new. The next sync
 must finish the work: the warehouse then equals a sync that was never interrupted.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pendo_assets.loading.crash_points import CRASH_AT_VARIABLE
+from pendo_assets.crash_points import CRASH_AT_VARIABLE
 from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
 from pendo_assets_tests.e2e import STEPS, generate_small
 

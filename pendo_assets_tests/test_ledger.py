@@ -29,7 +29,8 @@ from pendo_assets.pendo.models import ExportManifest
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.stores.local import LocalExportStore
-from pendo_assets.warehouse.bookkeeping import LEDGER, LOAD_LOG, SCHEMA, LedgerRow, record_manifest, write_ledger
+from pendo_assets.warehouse.bookkeeping import (LEDGER, LOAD_LOG, SCHEMA, LedgerRow, ensure_bookkeeping,
+                                                record_manifest, write_ledger)
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets_tests.builders import APP_URL, export, matched, period
 from pendo_assets_tests.e2e import STEPS, assert_warehouse_matches_truth, generate_small, settings_in, tick_and_run
@@ -43,6 +44,7 @@ def test_out_of_date_names_what_the_ledger_lacks_from_the_catalog_and_the_manife
     first = export(1, period(P, 10, matched("Page/a", 3)), definitions=(DefinitionTable.PAGES,))
     retro = export(2, period(P, None, matched("Feature/b", 2)), retro=True, definitions=())
     with warehouse.session() as session:  # export 1 rotated out of the manifest: only the catalog knows it
+        ensure_bookkeeping(session)
         record_manifest(session, APP, ExportManifest((first,)), {1: f"{APP.folder}/export1"}, "r")
 
     pending = out_of_date(store, warehouse, APP, ExportManifest((retro,)))

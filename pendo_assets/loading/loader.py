@@ -3,9 +3,10 @@
 Every run first adds new manifest entries to the export catalog, then plans from the catalog, so a
 day can be rebuilt even after its export rotated out of Pendo's 30-day manifest. A table whose ledger
 entry says it was already built from exactly the exports the plan names is left as it is (unless a
-reload is asked for). Before anything is deleted, every file the plan needs must exist; while loading,
-each slice's rows must equal the bill of materials' `eventCount` and carry the day's periodId. Any
-failure rolls the whole day back, ledger and load log included.
+reload is asked for). Before anything is deleted, every file the plan needs must exist and the tables
+get the columns the files' headers name. The warehouse then replaces the table-days in one transaction
+(`warehouse.base`): each slice's rows must equal the bill of materials' `eventCount` and carry the day's
+periodId. Any failure rolls the whole day back, ledger and load log included.
 """
 
 from __future__ import annotations
@@ -19,25 +20,27 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pendo_assets.loading.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DAY_DELETED,
-                                               DEFINITIONS_COMMITTED, DEFINITIONS_DELETED, FILE_INSERTED,
-                                               LOAD_LOG_WRITTEN, MANIFEST_READ, TABLE_REPLACED, crash_point)
+from pendo_assets.crash_points import (BATCH_INSERTED, CATALOG_WRITTEN, DAY_COMMITTED, DEFINITIONS_COMMITTED,
+                                       MANIFEST_READ, crash_point)
 from pendo_assets.pendo.avro import (PERIOD_COLUMN, AvroReadError, BatchStream, Column, ColumnType, InlineBatches,
-                                      read_batches, start_decoder)
+                                     read_batches, read_columns, start_decoder)
 from pendo_assets.pendo.models import ExportEntry, ExportManifest, ManifestError, parse_manifest
 from pendo_assets.pendo.paths import RootLocation, expected_location, export_file_path, export_folder
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore, MissingExportFile, StoreReadError, StoreUnavailable
-from pendo_assets.warehouse.base import SchemaConflict, Warehouse, WarehouseSession
-from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, exports_for_day,
-                                                exports_with_definitions, ledger_of_day, ledger_of_definitions,
-                                                record_manifest, write_ledger, write_load_log)
-from pendo_assets.warehouse.sql import qualified, quote_ident
+from pendo_assets.warehouse.base import (Bookkeeping, Replaced, Replacement, SchemaConflict, SliceRows, Warehouse,
+                                         WarehouseSession)
+from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, ensure_bookkeeping,
+                                                exports_for_day, exports_with_definitions, ledger_of_day,
+                                                ledger_of_definitions, record_manifest, write_ledger, write_load_log)
+from pendo_assets.warehouse.checks import CheckFailed
 
 MATCHABLE_COLUMN = "matchableId"
 EVENT_ID_COLUMN = "eventId"
 PROGRESS_EVERY_ROWS = 500_000
+# Enough of a file's first bytes for its Avro header (the writer schema) in one ranged read.
+HEADER_BLOCK_BYTES = 256 * 1024
 
 Progress = Callable[[str], None]
 # Why a listed file could not be read; each message names the file, and the load adds app, export and day.
@@ -94,8 +97,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
     tables = sorted(set(tables), key=list(EventTable).index)
     crash_point(MANIFEST_READ)
     with warehouse.session() as session:
-        record_manifest(session, app, manifest, folders, run_id)
-        crash_point(CATALOG_WRITTEN)
+        _record_manifest(session, app, manifest, folders, run_id)
         cataloged = exports_for_day(session, app, day)
         folders.update(folders_of(app, cataloged, expected))
         plan = plan_day(cataloged, day)
@@ -103,21 +105,28 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
         stale = [t for t in tables if reload or built.get(t.value) != _built_from(folders, plan.tables[t].touched_by)]
         slices = [s for t in stale for s in plan.tables[t].slices]
         _require_files(store, app, folders, slices)
-        results, log = {}, []
-        with _Files(store, app, [_file_path(app, folders, s.counter, name, s.describe())
-                                 for s in slices for name in s.files]) as files:
-            for table in tables:
-                if table not in stale:
-                    results[table] = _unchanged_table_day(session, app, folders, plan.tables[table])
-                    continue
-                results[table], table_log = _replace_table_day(session, files, app, folders, plan.tables[table],
-                                                               progress)
-                log.extend(table_log)
-                crash_point(TABLE_REPLACED)
-        write_ledger(session, app, run_id, [LedgerRow(t.value, day, results[t].built_from, results[t].rows)
-                                            for t in stale])
-        write_load_log(session, app, run_id, log)
-        crash_point(LOAD_LOG_WRITTEN)
+        results = {t: _table_day_load(folders, plan.tables[t]) for t in tables}
+        replacements = [_event_replacement(session, store, app, folders, plan.tables[t], results[t]) for t in stale]
+
+        def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
+            write_ledger(s, app, run_id, [LedgerRow(done.replacement.table, day, results[t].built_from, done.rows)
+                                          for t, done in zip(stale, replaced)])
+            write_load_log(s, app, run_id, [
+                LoadLogRow(t.value, day, planned.counter, planned.matchable_id, planned.files, planned.event_count,
+                           loaded)
+                for t, done in zip(stale, replaced)
+                for planned, loaded in zip(plan.tables[t].slices, done.rows_per_slice)])
+
+        order = [path for r in replacements for s in r.slices for path in s.files]
+        with _Files(store, app, order) as files:
+            for t, done in zip(stale, _replace(session, app, replacements, _DecodedEvents(files, app, day, progress),
+                                               bookkeeping, "The day was not changed")):
+                results[t].rows, results[t].files = done.rows, done.files
+        for t in tables:
+            if t in stale:
+                results[t].columns = session.table_columns(app.schema_name, t.value) or {}
+            else:
+                _unchanged(session, app, t.value, {PERIOD_COLUMN: day}, results[t])
     crash_point(DAY_COMMITTED)
     progress(f"{day}: {describe_loads(results.values())}")
     return results
@@ -126,30 +135,47 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
 def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                      tables: Iterable[DefinitionTable], run_id: str, progress: Progress = lambda _: None,
                      reload: bool = False) -> dict[DefinitionTable, TableLoad]:
-    """Bring each definition table up to date, leaving those the ledger says are current, unless `reload`."""
+    """Bring each definition table up to date, leaving those the ledger says are current, unless `reload`.
+
+    A table is rebuilt whole from its latest full snapshot plus the later upserts, merged in Python (a few
+    thousand rows), so every warehouse receives it as one replacement.
+    """
     manifest = read_manifest(store, app)
     expected = expected_location(store.location, manifest.exports)
     folders = folders_of(app, manifest.exports, expected)
     with warehouse.session() as session:
-        record_manifest(session, app, manifest, folders, run_id)
+        _record_manifest(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
         folders.update(folders_of(app, cataloged, expected))
         plans = plan_definitions(cataloged)
         built = ledger_of_definitions(session, app)
-        results, log, ledger = {}, [], []
+        results, stale, replacements = {}, [], []
+        for table in tables:
+            plan = plans[table]
+            results[table] = TableLoad(table.table_name, None, 0, None, plan.touched_by,
+                                       _folder_names(folders, plan.touched_by))
+            if not reload and built.get(table.table_name) == results[table].built_from:
+                _unchanged(session, app, table.table_name, {}, results[table])
+            elif plan.snapshot is None and not plan.upserts:
+                results[table].columns = session.table_columns(app.schema_name, table.table_name) or {}
+            else:
+                stale.append(table)
+                replacements.append(_definitions_replacement(session, store, app, folders, plan, results[table]))
+        sources = {table: ([plans[table].snapshot] if plans[table].snapshot else []) + list(plans[table].upserts)
+                   for table in stale}
+
+        def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
+            write_ledger(s, app, run_id, [LedgerRow(t.table_name, None, results[t].built_from, done.rows)
+                                          for t, done in zip(stale, replaced)])
+            write_load_log(s, app, run_id, [
+                LoadLogRow(t.table_name, None, source.counter, None, source.files, None, loaded)
+                for t, done in zip(stale, replaced) for source, loaded in zip(sources[t], done.rows_per_slice)])
+
         with _Files(store, app) as files:
-            for table in tables:
-                plan = plans[table]
-                result = TableLoad(table.table_name, None, 0, None, plan.touched_by,
-                                   _folder_names(folders, plan.touched_by))
-                if not reload and built.get(table.table_name) == result.built_from:
-                    results[table] = _unchanged(session, app, table.table_name, {}, result)
-                    continue
-                results[table], table_log = _rebuild_definitions(session, files, app, folders, plan, result)
-                log.extend(table_log)
-                ledger.append(LedgerRow(table.table_name, None, result.built_from, result.rows))
-        write_ledger(session, app, run_id, ledger)
-        write_load_log(session, app, run_id, log)
+            for t, done in zip(stale, _replace(session, app, replacements, _DecodedEvents(files, app, None, progress),
+                                               bookkeeping, "Nothing was changed")):
+                results[t].rows = done.rows
+                results[t].columns = session.table_columns(app.schema_name, t.table_name) or {}
     crash_point(DEFINITIONS_COMMITTED)
     progress(f"definitions: {describe_loads(results.values())}")
     return results
@@ -178,8 +204,8 @@ def count_table_day(session: WarehouseSession, app: AppLocation, table: EventTab
     if not table.is_matched:
         return total, {}
     rows = session.query(
-        f"SELECT {quote_ident(MATCHABLE_COLUMN)}, count(*) FROM {qualified(app.schema_name, table.value)} "
-        f"WHERE {quote_ident(PERIOD_COLUMN)} = ? GROUP BY 1", [day])
+        f"SELECT {session.quote(MATCHABLE_COLUMN)}, count(*) FROM {session.quote(app.schema_name)}."
+        f"{session.quote(table.value)} WHERE {session.quote(PERIOD_COLUMN)} = ? GROUP BY 1", [day])
     per_matchable: dict[str, int] = {}
     for matchable_id, count in rows:
         bare = str(matchable_id).split("/", 1)[-1]
@@ -210,7 +236,8 @@ def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str]
     wanted: dict[str, list[tuple[str, Slice]]] = {}
     for s in slices:
         for name in s.files:
-            wanted.setdefault(folders[s.counter], []).append((_file_path(app, folders, s.counter, name, s.describe()), s))
+            path = _file_path(app, folders, s.counter, name, s.describe())
+            wanted.setdefault(folders[s.counter], []).append((path, s))
     missing = []
     for folder, files in wanted.items():
         listed = store.list_files(folder)
@@ -228,44 +255,104 @@ def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str]
             + ". If Pendo is still uploading, the next sync will load it; otherwise ask Pendo to re-export.")
 
 
-def _replace_table_day(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
-                       plan: TableDayPlan, progress: Progress) -> tuple[TableLoad, list[LoadLogRow]]:
-    schema, table = app.schema_name, plan.table.value
-    result = _table_day_load(folders, plan)
-    if session.table_columns(schema, table) is not None:
-        session.delete(schema, table, {PERIOD_COLUMN: plan.day})
-    crash_point(DAY_DELETED)
-    log = []
+def _record_manifest(session: WarehouseSession, app: AppLocation, manifest: ExportManifest, folders: dict[int, str],
+                     run_id: str) -> None:
+    """Catalog the manifest's new entries in a transaction of their own: they stay true whatever the load does."""
+    ensure_bookkeeping(session)
+    with session.transaction():
+        record_manifest(session, app, manifest, folders, run_id)
+    crash_point(CATALOG_WRITTEN)
+
+
+def _event_replacement(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
+                       plan: TableDayPlan, result: TableLoad) -> Replacement:
+    """The table-day's replacement; its columns, read from the files' headers, are added to the table now."""
+    slices, columns = [], []
     for s in plan.slices:
-        loaded = 0
-        for name in s.files:
-            path = _file_path(app, folders, s.counter, name, s.describe())
-            with files.open(s.describe(), path) as (columns, batches, source):
-                if plan.table.is_matched and MATCHABLE_COLUMN not in {c.name for c in columns}:
-                    columns = [*columns, Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())]
-                result.added_columns += _ensure_table(session, app, table, columns, source, s.describe())
-                checked = _CheckedBatches(batches, plan, s, app, source, progress, loaded)
-                # One statement per file: DuckDB pulls the batches as they are decoded, which is
-                # markedly faster than a statement per batch. A check failing mid-stream aborts it.
-                try:
-                    session.insert(schema, table, pa.RecordBatchReader.from_batches(
-                        pa.schema([pa.field(c.name, c.arrow_type) for c in columns]), checked))
-                except Exception:
-                    if checked.error is not None:
-                        raise checked.error from None
-                    raise
-                loaded = checked.rows
-            result.files += 1
-            crash_point(FILE_INSERTED)
-        if s.event_count is not None and loaded != s.event_count:
-            raise LoadError(
-                f"{app.label}, {s.describe()}: the bill of materials says eventCount={s.event_count} but the "
-                f"files hold {loaded} rows ({', '.join(s.files)}); the day was not changed.")
-        result.rows += loaded
-        log.append(LoadLogRow(table, plan.day, s.counter, s.matchable_id, s.files, s.event_count, loaded))
-    _require_unique_events(session, app, plan)
-    result.columns = session.table_columns(schema, table) or {}
-    return result, log
+        paths = tuple(_file_path(app, folders, s.counter, name, s.describe()) for name in s.files)
+        fill = {MATCHABLE_COLUMN: s.matchable_id} if plan.table.is_matched else {}
+        slices.append(SliceRows(s.describe(), paths, s.event_count, fill))
+        for path in paths:
+            columns.append((s.describe(), path, _header_columns(store, app, s.describe(), path)))
+    if plan.table.is_matched and columns:  # a matched file may omit its matchableId: the slice gives it
+        matchable = Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())
+        columns.append((f"{plan.table.value} day {plan.day}", "", [matchable]))
+    key = (EVENT_ID_COLUMN, MATCHABLE_COLUMN) if plan.table.is_matched else (EVENT_ID_COLUMN,)
+    merged = _ensure_columns(session, app, plan.table.value, columns, result)
+    return Replacement(app.schema_name, plan.table.value, plan.day, tuple(slices), merged,
+                       key if EVENT_ID_COLUMN in {c.name for c in merged} else ())
+
+
+def _header_columns(store: ExportStore, app: AppLocation, where: str, path: str) -> list[Column]:
+    try:
+        with store.open(path, block_size=HEADER_BLOCK_BYTES) as handle:
+            return read_columns(handle, f"{store.url}/{path}")
+    except FILE_ERRORS as exc:
+        raise LoadError(f"{app.label}, {where}: {exc}. The day was not changed.") from None
+
+
+def _ensure_columns(session: WarehouseSession, app: AppLocation, table: str,
+                    columns: list[tuple[str, str, list[Column]]], result: TableLoad) -> tuple[Column, ...]:
+    """Create the table or add the columns it lacks, before the load's transaction; the union of the columns."""
+    merged: dict[str, Column] = {}
+    seen: set[tuple] = set()
+    for where, path, file_columns in columns:
+        shape = tuple((c.name, c.type) for c in file_columns)
+        if shape in seen:  # a day's files mostly share one schema: check each shape once
+            continue
+        seen.add(shape)
+        try:
+            result.added_columns += session.ensure_table(app.schema_name, table, file_columns, path or where)
+        except SchemaConflict as exc:
+            raise LoadError(f"{app.label}, {where}: {exc}") from None
+        for column in file_columns:
+            merged.setdefault(column.name.lower(), column)
+    return tuple(merged.values())
+
+
+def _definitions_replacement(session: WarehouseSession, store: ExportStore, app: AppLocation,
+                             folders: dict[int, str], plan: DefinitionPlan, result: TableLoad) -> Replacement:
+    """The snapshot, then each upsert replacing the rows of the ids it holds; one slice per export."""
+    table = plan.table.table_name
+    columns, merged = [], []
+    sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
+    with _Files(store, app) as files:
+        for source_export in sources:
+            where = f"export {source_export.counter}, {table} definitions"
+            batches: list[pa.RecordBatch] = []
+            for name in source_export.files:
+                path = _file_path(app, folders, source_export.counter, name, where)
+                with files.open(where, path) as (file_columns, file_batches, _):
+                    columns.append((where, path, file_columns))
+                    batches.extend(file_batches)
+                result.files += 1
+            rows = pa.Table.from_batches(batches) if batches else pa.table({})
+            if source_export is not plan.snapshot and rows.num_rows:
+                id_column = _id_column(plan.table, rows)
+                merged = [m.filter(pc.invert(pc.fill_null(pc.is_in(m.column(id_column), rows.column(id_column)),
+                                                          False))) if id_column in m.column_names else m
+                          for m in merged]
+            merged.append(rows)
+    slices = tuple(SliceRows(f"export {e.counter}, {table} definitions", rows=rows)
+                   for e, rows in zip(sources, merged))
+    key = (plan.table.id_column,) if all(plan.table.id_column in m.column_names for m in merged if m.num_rows) else ()
+    return Replacement(app.schema_name, table, None, slices, _ensure_columns(session, app, table, columns, result),
+                       key)
+
+
+def _replace(session: WarehouseSession, app: AppLocation, replacements: list[Replacement],
+             decoded: "_DecodedEvents", bookkeeping: Bookkeeping, unchanged: str) -> list[Replaced]:
+    if not replacements:
+        return []
+    try:
+        return session.replace(replacements, decoded, bookkeeping)
+    except CheckFailed as exc:
+        raise LoadError(f"{app.label}, {exc}. {unchanged}; ask Pendo to re-export it if this persists.") from None
+    except Exception:
+        # The warehouse sees only that its input stream failed; raise the error that says why.
+        if decoded.error is not None:
+            raise decoded.error from None
+        raise
 
 
 def _table_day_load(folders: dict[int, str], plan: TableDayPlan) -> TableLoad:
@@ -280,47 +367,11 @@ def _table_day_load(folders: dict[int, str], plan: TableDayPlan) -> TableLoad:
     return result
 
 
-def _unchanged_table_day(session: WarehouseSession, app: AppLocation, folders: dict[int, str],
-                         plan: TableDayPlan) -> TableLoad:
-    return _unchanged(session, app, plan.table.value, {PERIOD_COLUMN: plan.day}, _table_day_load(folders, plan))
-
-
 def _unchanged(session: WarehouseSession, app: AppLocation, table: str, where: dict, result: TableLoad) -> TableLoad:
     columns = session.table_columns(app.schema_name, table)
     result.rows = session.count(app.schema_name, table, where) if columns is not None else 0
     result.columns, result.unchanged = columns or {}, True
     return result
-
-
-def _rebuild_definitions(session: WarehouseSession, files: "_Files", app: AppLocation, folders: dict[int, str],
-                         plan: DefinitionPlan, result: TableLoad) -> tuple[TableLoad, list[LoadLogRow]]:
-    schema, table = app.schema_name, plan.table.table_name
-    if plan.snapshot is None and not plan.upserts:
-        result.columns = session.table_columns(schema, table) or {}
-        return result, []
-    if session.table_columns(schema, table) is not None:
-        session.delete(schema, table, {})
-    crash_point(DEFINITIONS_DELETED)
-    log = []
-    sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
-    for source_export in sources:
-        where = f"export {source_export.counter}, {table} definitions"
-        batches: list[pa.RecordBatch] = []
-        for name in source_export.files:
-            path = _file_path(app, folders, source_export.counter, name, where)
-            with files.open(where, path) as (columns, file_batches, source):
-                result.added_columns += _ensure_table(session, app, table, columns, source, where)
-                batches.extend(file_batches)
-            result.files += 1
-        if source_export is not plan.snapshot:
-            id_column = _id_column(plan.table, batches)
-            ids = tuple({v for b in batches for v in b.column(id_column).to_pylist() if v is not None})
-            session.delete(schema, table, {id_column: ids})
-        loaded = sum(session.insert(schema, table, b) for b in batches)
-        log.append(LoadLogRow(table, None, source_export.counter, None, source_export.files, None, loaded))
-    result.rows = session.count(schema, table, {})
-    result.columns = session.table_columns(schema, table) or {}
-    return result, log
 
 
 class _Files:
@@ -394,14 +445,6 @@ class _OpenedFile:
             self.handle = None
 
 
-def _ensure_table(session: WarehouseSession, app: AppLocation, table: str, columns: list[Column], source: str,
-                  where: str) -> list[str]:
-    try:
-        return session.ensure_table(app.schema_name, table, columns, source)
-    except SchemaConflict as exc:
-        raise LoadError(f"{app.label}, {where}: {exc}") from None
-
-
 def _file_path(app: AppLocation, folders: dict[int, str], counter: int, name: str, where: str) -> str:
     try:
         return export_file_path(folders[counter], name, f"{app.label}, {where}")
@@ -409,74 +452,64 @@ def _file_path(app: AppLocation, folders: dict[int, str], counter: int, name: st
         raise LoadError(f"{exc}. Nothing was loaded.") from None
 
 
-class _CheckedBatches:
-    """A file's batches on their way into the warehouse: checked, completed, counted, reported."""
+class _DecodedEvents:
+    """Decoded rows of the load's files for warehouses that load through Python: each file's batches completed
+    with the slice's fill, checked for the day as they stream (naming the file, which the warehouse's own day
+    check cannot), counted for progress. An error is kept, since the warehouse may see only its stream fail."""
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], plan: TableDayPlan, s: Slice, app: AppLocation,
-                 source: str, progress: Progress, rows: int):
-        self.batches, self.plan, self.slice, self.app = batches, plan, s, app
-        self.source, self.progress, self.rows = source, progress, rows
-        self.next_report = (rows // PROGRESS_EVERY_ROWS + 1) * PROGRESS_EVERY_ROWS
+    def __init__(self, files: "_Files", app: AppLocation, day: date | None, progress: Progress):
+        self.files, self.app, self.day, self.progress = files, app, day, progress
         self.error: Exception | None = None
+        self.rows: dict[tuple[str, date | None], int] = {}
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
+    @contextmanager
+    def batches(self, replacement: Replacement, slice_rows: SliceRows, path: str
+                ) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+        with self.files.open(slice_rows.describe, path) as (columns, batches, source):
+            fields = [pa.field(c.name, c.arrow_type) for c in columns]
+            fill = {name: value for name, value in slice_rows.fill.items() if name not in {c.name for c in columns}}
+            fields += [pa.field(name, pa.large_string()) for name in fill]
+            yield pa.schema(fields), self._checked(replacement, slice_rows, batches, fill, source)
+
+    def _checked(self, replacement: Replacement, slice_rows: SliceRows, batches: Iterator[pa.RecordBatch],
+                 fill: dict[str, str], source: str) -> Iterator[pa.RecordBatch]:
+        key = (replacement.table, replacement.day)
+        rows = self.rows.get(key, 0)
+        next_report = (rows // PROGRESS_EVERY_ROWS + 1) * PROGRESS_EVERY_ROWS
         try:
-            for batch in self.batches:
-                if self.plan.table.is_matched:
-                    batch = _with_matchable(batch, self.slice)
-                _require_day(batch, self.plan.day, self.app, self.slice, self.source)
-                self.rows += batch.num_rows
-                if self.rows >= self.next_report:
-                    self.progress(f"{self.plan.table.value} {self.plan.day}: {self.rows:,} rows so far, "
-                                  f"reading {self.source}")
-                    self.next_report += PROGRESS_EVERY_ROWS
+            for batch in batches:
+                for name, value in fill.items():
+                    batch = batch.append_column(name, pa.array([value] * batch.num_rows, pa.large_string()))
+                if replacement.day is not None:
+                    _require_day(batch, replacement.day, source)
+                rows += batch.num_rows
+                self.rows[key] = rows
+                if rows >= next_report:
+                    self.progress(f"{replacement.describe}: {rows:,} rows so far, reading {source}")
+                    next_report += PROGRESS_EVERY_ROWS
                 yield batch
                 crash_point(BATCH_INSERTED)
         except Exception as exc:
-            # The warehouse sees only that its input stream failed; keep the error that says why.
-            self.error = LoadError(f"{self.app.label}, {self.slice.describe()}: {exc}. The day was not changed.") \
-                if isinstance(exc, FILE_ERRORS) else exc
+            self.error = LoadError(f"{self.app.label}, {slice_rows.describe}: {exc}. The day was not changed.") \
+                if isinstance(exc, (*FILE_ERRORS, DayMismatch)) else exc
             raise
 
 
-def _with_matchable(batch: pa.RecordBatch, s: Slice) -> pa.RecordBatch:
-    if MATCHABLE_COLUMN in batch.schema.names:
-        return batch
-    return batch.append_column(MATCHABLE_COLUMN, pa.array([s.matchable_id] * batch.num_rows, pa.large_string()))
+class DayMismatch(Exception):
+    """A file holds rows of another day than the bill of materials lists it for."""
 
 
-def _require_day(batch: pa.RecordBatch, day: date, app: AppLocation, s: Slice, source: str) -> None:
+def _require_day(batch: pa.RecordBatch, day: date, source: str) -> None:
     if PERIOD_COLUMN not in batch.schema.names:
-        raise LoadError(f"{app.label}, {s.describe()}: {source} has no {PERIOD_COLUMN} column")
+        raise DayMismatch(f"{source} has no {PERIOD_COLUMN} column")
     wrong = pc.sum(pc.not_equal(batch.column(PERIOD_COLUMN), pa.scalar(day, pa.date32()))).as_py() or 0
     nulls = batch.column(PERIOD_COLUMN).null_count
     if wrong or nulls:
-        raise LoadError(f"{app.label}, {s.describe()}: {source} holds {wrong + nulls} row(s) whose {PERIOD_COLUMN} "
-                        f"is not {day}; the day was not changed.")
+        raise DayMismatch(f"{source} holds {wrong + nulls} row(s) whose {PERIOD_COLUMN} is not {day}")
 
 
-def _require_unique_events(session: WarehouseSession, app: AppLocation, plan: TableDayPlan) -> None:
-    """Pendo's key is (periodId, eventId), plus matchableId in matched tables: a repeat means a bad export."""
-    columns = session.table_columns(app.schema_name, plan.table.value) or {}
-    if EVENT_ID_COLUMN not in columns or not plan.slices:
-        return
-    key = [EVENT_ID_COLUMN] + ([MATCHABLE_COLUMN] if plan.table.is_matched else [])
-    key_sql = ", ".join(quote_ident(c) for c in key)
-    repeated = session.query(
-        f"SELECT {key_sql}, count(*) AS n FROM {qualified(app.schema_name, plan.table.value)} "
-        f"WHERE {quote_ident(PERIOD_COLUMN)} = ? GROUP BY {key_sql} HAVING count(*) > 1 ORDER BY n DESC, {key_sql} "
-        "LIMIT 3", [plan.day])
-    if repeated:
-        examples = ", ".join(f"{'/'.join(map(str, r[:-1]))} x{r[-1]}" for r in repeated)
-        files = "; ".join(f"{s.describe()}: {', '.join(s.files)}" for s in plan.slices if s.files)
-        raise LoadError(
-            f"{app.label}, {plan.table.value} day {plan.day}: the same {' + '.join(key)} appears more than once "
-            f"(e.g. {examples}), but Pendo's events are unique per day; loaded from {files}. "
-            "The day was not changed; ask Pendo to re-export the day.")
-
-
-def _id_column(table: DefinitionTable, batches: list[pa.RecordBatch]) -> str:
-    names = {n for b in batches for n in b.schema.names}
+def _id_column(table: DefinitionTable, rows: pa.Table) -> str:
+    names = set(rows.column_names)
     for candidate in (table.id_column, "id"):
         if candidate in names:
             return candidate

@@ -111,10 +111,7 @@ def read_batches(fo: BinaryIO, source: str, batch_rows: int = DEFAULT_BATCH_ROWS
     `decoder="fastavro"` forces the pure-Python decoder (tests compare the two).
     """
     container = read_container(fo, source)
-    try:
-        writer_schema = json.loads(container.metadata["avro.schema"])
-    except (KeyError, ValueError):
-        raise AvroReadError(f"{source}: the header has no readable writer schema") from None
+    writer_schema = _writer_schema(container, source)
     fields = _fields(writer_schema, source)
     schema = pa.schema([pa.field(f.column.name, f.column.arrow_type) for f in fields])
     if decoder == "auto" and _polars_reads(writer_schema):
@@ -251,6 +248,18 @@ class InlineBatches:
 
     def close(self) -> None:
         getattr(self._batches, "close", lambda: None)()
+
+
+def read_columns(fo: BinaryIO, source: str) -> list[Column]:
+    """The columns of `fo` from its header alone, without reading any rows."""
+    return [f.column for f in _fields(_writer_schema(read_container(fo, source), source), source)]
+
+
+def _writer_schema(container: "Container", source: str) -> Any:
+    try:
+        return json.loads(container.metadata["avro.schema"])
+    except (KeyError, ValueError):
+        raise AvroReadError(f"{source}: the header has no readable writer schema") from None
 
 
 @dataclass

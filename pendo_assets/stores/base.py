@@ -35,8 +35,11 @@ class ExportStore(Protocol):
 
     def read_bytes(self, path: str) -> bytes: ...
 
-    def open(self, path: str) -> BinaryIO:
-        """A seekable binary stream of the file, read as it is consumed."""
+    def open(self, path: str, block_size: int | None = None) -> BinaryIO:
+        """A seekable binary stream of the file, read as it is consumed.
+
+        `block_size`: bytes per request where the store reads in ranges; a header needs far fewer than rows.
+        """
         ...
 
     def exists(self, path: str) -> bool: ...

@@ -94,16 +94,17 @@ class BucketExportStore:
         with self._errors("read", path):
             return self.fs.cat_file(self.root.key(path))
 
-    def open(self, path: str) -> BinaryIO:
-        key = self.root.key(path)
+    def open(self, path: str, block_size: int | None = None) -> BinaryIO:
+        key, block_size = self.root.key(path), block_size or BLOCK_SIZE
         with self._errors("read", path):
             if self.root.scheme == "s3":  # s3fs's file sends If-Match with the ETag it saw at open
                 handle = self.fs.open(key, "rb", cache_type="none")
-                return ReadAhead(_read_range(handle), handle.size, f"{self.url}/{path}", close=handle.close)
+                return ReadAhead(_read_range(handle), handle.size, f"{self.url}/{path}", block_size,
+                                 close=handle.close)
             info = self.fs.info(key)
         if info.get("type") == "directory":
             raise MissingExportFile(f"{self.url}/{path} is a folder, not a file")
-        return ReadAhead(self._pinned_fetch(key, info), info["size"], f"{self.url}/{path}")
+        return ReadAhead(self._pinned_fetch(key, info), info["size"], f"{self.url}/{path}", block_size)
 
     def _pinned_fetch(self, key: str, info: dict) -> Callable[[int, int], bytes]:
         """Ranged reads that fail, rather than mix two objects' bytes, once the object seen in `info` is replaced."""

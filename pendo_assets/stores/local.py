@@ -30,7 +30,7 @@ class LocalExportStore:
         except FileNotFoundError:
             raise MissingExportFile(f"{self.url}/{path} does not exist") from None
 
-    def open(self, path: str) -> BinaryIO:
+    def open(self, path: str, block_size: int | None = None) -> BinaryIO:
         try:
             return self._path(path).open("rb")
         except FileNotFoundError:

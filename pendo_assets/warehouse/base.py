@@ -1,8 +1,17 @@
-"""The small interface the loader needs from a warehouse; DuckDB implements it, Snowflake will."""
+"""The seam between the loader and a warehouse.
+
+The loader describes a load: which table-days to replace from which export files, with the row counts the
+bill of materials promises, and the bookkeeping to write with them. The warehouse carries it out in one
+transaction, choosing its own data path (DuckDB: the decoded Arrow stream; Snowflake: COPY from a stage),
+and runs the shared checks (`checks.py`) before it commits. Schema changes come first, outside that
+transaction, because Snowflake commits any open transaction on DDL.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Mapping, Protocol, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -13,22 +22,90 @@ class SchemaConflict(Exception):
     """A file's column type cannot be stored in the existing column without changing its meaning."""
 
 
+@dataclass(frozen=True)
+class SliceRows:
+    """One slice of the bill of materials: its files in order (or rows already decoded), and its promised count."""
+
+    describe: str  # names the export, day and slice, for messages
+    files: tuple[str, ...] = ()  # paths relative to the export root
+    expected_rows: int | None = None  # the bill of materials' eventCount
+    # Columns the slice gives a value when its files lack them (a matched file may omit its matchableId).
+    fill: Mapping[str, str] = field(default_factory=dict)
+    rows: pa.Table | None = None  # decoded rows instead of files (definitions, merged in Python)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """Replace a table's rows of one periodId day (or the whole table when `day` is None) with the slices' rows."""
+
+    schema: str
+    table: str
+    day: date | None
+    slices: tuple[SliceRows, ...]
+    # Columns to exist before the transaction: the union of the files' columns, as their headers give them.
+    columns: tuple[Column, ...]
+    # Columns no two rows of the day may share (Pendo's events are unique per day).
+    unique_key: tuple[str, ...] = ()
+
+    @property
+    def describe(self) -> str:
+        return f"{self.table} day {self.day}" if self.day is not None else self.table
+
+
+@dataclass
+class Replaced:
+    replacement: Replacement
+    rows_per_slice: list[int]
+    files: int
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_per_slice)
+
+
+class DecodedFiles(Protocol):
+    """Export files decoded to Arrow, for warehouses whose data path runs through Python."""
+
+    def batches(self, replacement: Replacement, slice_rows: SliceRows, path: str
+                ) -> ContextManager[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+        """The file's rows, completed with the slice's `fill` and checked as they stream."""
+        ...
+
+
+# Writes the bookkeeping (ledger, load log) in the transaction that replaced the rows, given what was loaded.
+Bookkeeping = Callable[["WarehouseSession", list[Replaced]], None]
+
+
 class WarehouseSession(Protocol):
-    """One open transaction. Leaving the `Warehouse.session()` block commits; an exception rolls back."""
+    """A connection. Statements run on their own unless inside `transaction()`, which commits when its
+    block ends and rolls back on any exception."""
+
+    def transaction(self) -> ContextManager[None]: ...
+
+    def quote(self, name: str) -> str:
+        """A column, table or schema name as this warehouse stores it, quoted (see `sql.quote_ident`)."""
+        ...
 
     def table_columns(self, schema: str, table: str) -> dict[str, str] | None:
-        """Column name -> SQL type, or None when the table does not exist."""
+        """Column name -> the warehouse's SQL type, or None when the table does not exist."""
         ...
 
     def ensure_table(self, schema: str, table: str, columns: Sequence[Column], source: str) -> list[str]:
-        """Create the table, or add the columns it lacks; returns the added column names.
+        """Create the table, or add the (nullable) columns it lacks; returns the added column names.
 
-        Raises SchemaConflict (naming `source` and the field) when a column's type would change.
+        Never inside a transaction. Raises SchemaConflict (naming `source` and the field) when a column's type
+        would change.
         """
         ...
 
+    def replace(self, replacements: Sequence[Replacement], files: DecodedFiles,
+                bookkeeping: Bookkeeping) -> list[Replaced]:
+        """In one transaction: delete each replacement's day, load its slices, run `checks.check_replaced`,
+        write the bookkeeping, commit. Any failure rolls everything back."""
+        ...
+
     def insert(self, schema: str, table: str, rows: pa.RecordBatch | pa.Table | pa.RecordBatchReader) -> int:
-        """Insert rows by column name; a reader is streamed, never held whole. Returns the rows inserted."""
+        """Insert rows by column name (bookkeeping and other small tables). Returns the rows inserted."""
         ...
 
     def delete(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
@@ -37,7 +114,9 @@ class WarehouseSession(Protocol):
 
     def count(self, schema: str, table: str, where: Mapping[str, Any]) -> int: ...
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """`?` marks each parameter, in every warehouse."""
+        ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 

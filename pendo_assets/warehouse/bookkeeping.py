@@ -93,8 +93,8 @@ def record_manifest(session: WarehouseSession, app: AppLocation, manifest: Expor
     """Add the manifest's entries the catalog does not hold yet; returns their counters.
 
     An entry whose counter is known but whose folder changed (a rewritten manifest) replaces the old one.
+    Call `ensure_bookkeeping` first, outside any transaction.
     """
-    ensure_bookkeeping(session)
     known = dict(session.query(
         f"SELECT counter, export_folder FROM {qualified(SCHEMA, CATALOG)} "
         "WHERE subscription_id = ? AND application_id = ?", [app.subscription_id, app.application_id]))
