@@ -3,7 +3,7 @@
 Every schema, table and column is created upper-cased and quoted (`identifier`): Snowflake upper-cases unquoted
 names, so the tables answer Pendo's own SQL, which writes them unquoted (`f.featureId = mfe.matchableId`).
 COPY takes no bind parameters for file paths or fill values, so those go in as escaped string literals
-(`string_literal`); nothing else from outside enters the text.
+(`string_literal`); names go in only through `identifier` (or quote_ident, for an Avro field's exact name).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def copy_from_stage(schema: str, table: str, columns: Sequence[Column], stage: s
 
     Each converts every field from its Avro encoding itself (Snowflake has no logical types for Avro), so it
     names its columns and cannot use MATCH_BY_COLUMN_NAME. `fill` gives a value to columns a slice supplies
-    where a file lacks them (a matched slice's matchableId); such a column is added when `columns` lacks it.
+    where a file lacks them (a matched slice's matchableId), added to the COPY's columns when `columns` lacks them.
     FORCE = TRUE: a day replaced from the same files must load them again, whatever the load metadata says.
     """
     if file_format not in FILE_FORMATS:
