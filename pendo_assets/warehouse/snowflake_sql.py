@@ -1,0 +1,279 @@
+"""The Snowflake load path's SQL, as text: plain functions, no connection, no Dagster.
+
+Every schema, table and column is created upper-cased and quoted (`identifier`): Snowflake upper-cases unquoted
+names, so the tables answer Pendo's own SQL, which writes them unquoted (`f.featureId = mfe.matchableId`).
+COPY takes no bind parameters for file paths or fill values, so those go in as escaped string literals
+(`string_literal`); names go in only through `identifier` (or quote_ident, for an Avro field's exact name).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from pendo_assets.pendo.avro import PERIOD_COLUMN, Column, ColumnType
+from pendo_assets.warehouse.sql import quote_ident
+
+# COPY's FILES = (...) takes at most this many paths.
+MAX_FILES_PER_COPY = 1000
+# A periodId integer below this is days since 1970 (this many days is the year 29349); above it, yyyymmdd.
+PERIOD_DAYS_LIMIT = 10_000_000
+# The file formats a transformation COPY reads: AVRO in production, PARQUET where fakesnow stands in (no Avro COPY).
+FILE_FORMATS = ("AVRO", "PARQUET")
+
+SNOWFLAKE_TYPES: dict[ColumnType, str] = {
+    ColumnType.TEXT: "VARCHAR", ColumnType.BOOLEAN: "BOOLEAN", ColumnType.INT32: "NUMBER(38,0)",
+    ColumnType.INT64: "NUMBER(38,0)", ColumnType.FLOAT32: "FLOAT", ColumnType.FLOAT64: "FLOAT",
+    ColumnType.BYTES: "BINARY", ColumnType.DATE: "DATE", ColumnType.TIMESTAMP: "TIMESTAMP_NTZ",
+    ColumnType.JSON: "VARIANT",
+}
+# INFORMATION_SCHEMA.COLUMNS.DATA_TYPE of each type above, as Snowflake and the fakesnow server both report it.
+# NUMBER reads back as the wider integer; a NUMBER with a scale reports NUMBER too (NUMERIC_SCALE tells).
+_REPORTED_TYPES: dict[str, ColumnType] = {
+    "TEXT": ColumnType.TEXT, "BOOLEAN": ColumnType.BOOLEAN, "NUMBER": ColumnType.INT64, "FLOAT": ColumnType.FLOAT64,
+    "BINARY": ColumnType.BYTES, "DATE": ColumnType.DATE, "TIMESTAMP_NTZ": ColumnType.TIMESTAMP,
+    "VARIANT": ColumnType.JSON,
+}
+_TIMESTAMP_SCALES = {"timestamp-millis": 3, "timestamp-micros": 6}
+# A stage name as Snowflake resolves it unquoted; `identifier` then upper-cases it, as Snowflake would.
+_UNQUOTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+# A stage prefix stays unquoted after the `@`, so only characters that need no quoting there.
+_PREFIX_PART = re.compile(r"[A-Za-z0-9_.=-]+")
+# The connector reads a PUT's local path itself: it ends a quoted path at the first quote (for GCS-hosted
+# accounts), expands * and ? as wildcards, and backslashes would be escapes in the literal.
+_PUT_PATH_REFUSED = "'\\*?"
+_DDL_VERBS = frozenset({"CREATE", "ALTER", "DROP", "UNDROP", "TRUNCATE", "GRANT", "REVOKE", "COMMENT"})
+# A statement's first two words, after any whitespace and comments.
+_LEADING_WORDS = re.compile(r"(?:\s|--[^\n]*|/\*.*?\*/)*([A-Za-z_]+)(?:\s+([A-Za-z_]+))?", re.DOTALL)
+
+
+def identifier(name: str) -> str:
+    """A schema, table or column name as Snowflake stores it unquoted: upper-cased, then quoted."""
+    return quote_ident(name.upper())
+
+
+def string_literal(value: str) -> str:
+    """A Snowflake string constant. Backslash is an escape character there, so it is doubled, as is a quote.
+
+    Control characters are refused: no file path or id has a reason to hold one.
+    """
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise ValueError(f"refusing a value with a control character in SQL: {value!r}")
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def neutral_type(snowflake_data_type: str) -> ColumnType | None:
+    """The neutral type of a column whose INFORMATION_SCHEMA.COLUMNS.DATA_TYPE is given.
+
+    None for a type this project never creates (TIMESTAMP_TZ, OBJECT, ...): the caller reports a conflict.
+    """
+    return _REPORTED_TYPES.get(snowflake_data_type.upper())
+
+
+def create_schema(schema: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {identifier(schema)}"
+
+
+def create_table(schema: str, table: str, columns: Sequence[Column]) -> str:
+    if not columns:
+        raise ValueError(f"table {schema}.{table} needs at least one column")
+    spec = ", ".join(f"{identifier(c.name)} {SNOWFLAKE_TYPES[c.type]}" for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {_table(schema, table)} ({spec})"
+
+
+def add_column(schema: str, table: str, column: Column) -> str:
+    return (f"ALTER TABLE {_table(schema, table)} "
+            f"ADD COLUMN IF NOT EXISTS {identifier(column.name)} {SNOWFLAKE_TYPES[column.type]}")
+
+
+def copy_from_stage(schema: str, table: str, columns: Sequence[Column], stage: str, files: Sequence[str],
+                    fill: Mapping[str, str] | None = None, file_format: str = "AVRO") -> list[str]:
+    """COPY statements loading `files` (paths relative to the external `stage`'s root), one per 1,000 files.
+
+    Each converts every field from its Avro encoding itself (Snowflake has no logical types for Avro), so it
+    names its columns and cannot use MATCH_BY_COLUMN_NAME. `fill` gives a value to columns a slice supplies
+    where a file lacks them (a matched slice's matchableId), added to the COPY's columns when `columns` lacks them.
+    FORCE = TRUE: a day replaced from the same files must load them again, whatever the load metadata says.
+    """
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file format {file_format!r} is not one of {', '.join(FILE_FORMATS)}")
+    fill = fill or {}
+    known = {c.name.upper() for c in columns}
+    targets = [*columns, *(Column(name, ColumnType.TEXT, pa.large_string(), "string")
+                           for name in fill if name.upper() not in known)]
+    if not targets:
+        raise ValueError(f"nothing to copy into {schema}.{table}: no columns")
+    fill_by_name = {name.upper(): value for name, value in fill.items()}
+    values = []
+    for column in targets:
+        value = _converted(column)
+        if column.name.upper() in fill_by_name:
+            value = f"COALESCE({value}, {string_literal(fill_by_name[column.name.upper()])})"
+        values.append(value)
+    head = (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in targets)}) "
+            f"FROM (SELECT {', '.join(values)} FROM @{_stage(stage)})")
+    tail = f"FILE_FORMAT = (TYPE = {file_format}) FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
+    paths = [_stage_file(path) for path in files]
+    return [f"{head} FILES = ({', '.join(paths[start:start + MAX_FILES_PER_COPY])}) {tail}"
+            for start in range(0, len(paths), MAX_FILES_PER_COPY)]
+
+
+@dataclass(frozen=True)
+class StagePath:
+    """A folder of an internal stage, written `@"STAGE"/prefix/`: a load's Parquet files go there and COPY reads
+    all of them. The prefix is the loader's own name for the load, so it is held to characters needing no quotes."""
+
+    stage: str
+    prefix: str
+
+    def __post_init__(self) -> None:
+        _stage(self.stage)
+        if not all(_PREFIX_PART.fullmatch(part) and part not in (".", "..") for part in self.prefix.split("/")):
+            raise ValueError(f"stage prefix {self.prefix!r} must be names of letters, digits, _ . = or - "
+                             "separated by single slashes")
+
+    def __str__(self) -> str:
+        # The closing slash keeps prefix `day-1` from also reading `day-10/`.
+        return f"@{_stage(self.stage)}/{self.prefix}/"
+
+
+def create_temporary_stage(name: str) -> str:
+    return f"CREATE TEMPORARY STAGE {_stage(name)}"
+
+
+def put_file(local_path: str | PurePath, stage_path: StagePath) -> str:
+    path = PurePath(local_path)
+    text = path.as_posix()
+    if not path.is_absolute() or any(character in text for character in _PUT_PATH_REFUSED):
+        raise ValueError(f"cannot PUT {text!r}: the path must be absolute and free of ' \\ * ?")
+    return f"PUT {string_literal('file://' + text)} {stage_path} AUTO_COMPRESS=FALSE OVERWRITE=TRUE"
+
+
+def copy_staged_parquet(schema: str, table: str, stage_path: StagePath) -> str:
+    """COPY every Parquet file under `stage_path` (rows decoded in Python, so Parquet's own types carry them).
+
+    No FILES =: the folder holds this load's files only, and fakesnow cannot take FILES = on an internal stage.
+    """
+    return (f"COPY INTO {_table(schema, table)} FROM {stage_path} "
+            "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
+            "FORCE = TRUE ON_ERROR = ABORT_STATEMENT")
+
+
+def check_statements(statements: Sequence[str]) -> list[str]:
+    """The rules a load's statements must keep, as the violations found (none: the sequence is fine).
+
+    No DDL between BEGIN and the next COMMIT or ROLLBACK (DDL commits the open transaction); every COPY has
+    FORCE = TRUE and lists at most 1,000 FILES; no COPY with a transformation has MATCH_BY_COLUMN_NAME.
+
+    A statement's kind is read from its leading keywords, as text: sqlglot parses START TRANSACTION as an alias
+    and cannot parse a recorded statement holding %s placeholders. A COPY's options are read from sqlglot's parse,
+    allowing for how it represents them: option names keep their case, and FILES of one path is a Paren, of
+    several a Tuple. A COPY sqlglot cannot parse is itself a violation, since its options go unchecked.
+    """
+    violations = []
+    transaction_start = None
+    for number, sql in enumerate(statements, 1):
+        words = _leading_words(sql)
+        if words[:1] == ["BEGIN"] or words == ["START", "TRANSACTION"]:
+            transaction_start = number
+        elif words[:1] in (["COMMIT"], ["ROLLBACK"]):
+            transaction_start = None
+        elif transaction_start is not None and words[:1] and words[0] in _DDL_VERBS:
+            violations.append(f"statement {number} ({_excerpt(sql)}): {words[0]} inside the transaction begun by "
+                              f"statement {transaction_start}; DDL commits an open transaction")
+        if words[:1] == ["COPY"]:
+            violations.extend(f"statement {number} ({_excerpt(sql)}): {problem}" for problem in _copy_problems(sql))
+    return violations
+
+
+def _table(schema: str, table: str) -> str:
+    return f"{identifier(schema)}.{identifier(table)}"
+
+
+def _stage(name: str) -> str:
+    """A stage named `stage`, `schema.stage` or `database.schema.stage`, each part quoted via `identifier`."""
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 3 or not all(_UNQUOTED_NAME.fullmatch(part) for part in parts):
+        raise ValueError(f"stage name {name!r} must be 1 to 3 names separated by dots (database.schema.stage), "
+                         "each of letters, digits, _ or $ and not starting with a digit")
+    return ".".join(identifier(part) for part in parts)
+
+
+def _stage_file(path: str) -> str:
+    if not path or path.startswith("/"):
+        raise ValueError(f"file path {path!r} must be relative to the stage's root")
+    return string_literal(path)
+
+
+def _converted(column: Column) -> str:
+    """The SELECT expression turning the file's value of `column` into the column's Snowflake type."""
+    field = f"$1:{quote_ident(column.name)}"  # the Avro field name exactly; a path element quotes like a name
+    base, logical = _avro_base(column.avro_type)
+    if column.type is ColumnType.DATE:
+        if (base, logical) == ("int", "date"):
+            return f"DATEADD(day, {field}::INT, '1970-01-01'::DATE)"
+        if column.name == PERIOD_COLUMN and base in ("int", "long") and logical is None:
+            number = f"{field}::INT"
+            return (f"IFF({number} < {PERIOD_DAYS_LIMIT}, DATEADD(day, {number}, '1970-01-01'::DATE), "
+                    f"TO_DATE(TO_VARCHAR({number}), 'YYYYMMDD'))")
+        if column.name == PERIOD_COLUMN and base == "string":
+            return f"TO_DATE(LEFT({field}::VARCHAR, 10))"
+    elif column.type is ColumnType.TIMESTAMP:
+        if base == "long" and logical in _TIMESTAMP_SCALES:
+            return f"TO_TIMESTAMP_NTZ({field}::NUMBER, {_TIMESTAMP_SCALES[logical]})"
+    elif column.type is ColumnType.JSON:
+        return field
+    else:
+        return f"{field}::{SNOWFLAKE_TYPES[column.type]}"
+    raise ValueError(f"field {column.name!r}: no conversion from Avro {column.avro_type!r} to {column.type.value}")
+
+
+def _avro_base(avro_type: Any) -> tuple[str | None, str | None]:
+    """An Avro type's base name and logical type; (None, None) for a union or a nested named type."""
+    if isinstance(avro_type, str):
+        return avro_type, None
+    if isinstance(avro_type, dict) and isinstance(avro_type.get("type"), str):
+        return avro_type["type"], avro_type.get("logicalType")
+    return None, None
+
+
+def _copy_problems(sql: str) -> list[str]:
+    try:
+        copy = sqlglot.parse_one(sql, read="snowflake")
+    except sqlglot.errors.SqlglotError as exc:
+        return [f"sqlglot cannot parse this COPY, so its options go unchecked ({str(exc).splitlines()[0]})"]
+    if not isinstance(copy, exp.Copy):
+        return [f"sqlglot reads this COPY as {type(copy).__name__}, so its options go unchecked"]
+    problems = []
+    transformation = any(isinstance(source, exp.Subquery) for source in copy.args.get("files") or [])
+    forced = False
+    for option in copy.args.get("params") or []:
+        name, value = option.this.name.upper(), option.expression
+        if name == "FILES":
+            count = len(value.expressions) if isinstance(value, exp.Tuple) else 1
+            if count > MAX_FILES_PER_COPY:
+                problems.append(f"FILES lists {count} files; COPY takes at most {MAX_FILES_PER_COPY}")
+        elif name == "MATCH_BY_COLUMN_NAME" and transformation and value.name.upper() != "NONE":
+            problems.append("MATCH_BY_COLUMN_NAME with a transformation (FROM (SELECT ...)); Snowflake rejects it")
+        elif name == "FORCE":
+            forced = isinstance(value, exp.Boolean) and value.this is True
+    if not forced:
+        problems.append("no FORCE = TRUE; files loaded in the last 64 days would be skipped")
+    return problems
+
+
+def _leading_words(sql: str) -> list[str]:
+    words = _LEADING_WORDS.match(sql)
+    return [word.upper() for word in words.groups() if word] if words else []
+
+
+def _excerpt(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 60 else text[:57] + "..."
