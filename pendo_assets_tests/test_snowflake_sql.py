@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from pendo_assets.pendo.avro import Column, ColumnType, read_batches
 from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, add_column, check_statements,
-                                                  copy_from_stage, copy_staged_parquet, create_schema, create_table,
+                                                  copy_from_stage, copy_staged, create_schema, create_table,
                                                   create_temporary_stage, identifier, neutral_type, put_file,
                                                   string_literal)
 from pendo_assets_tests.servers import free_port, start_server
@@ -67,9 +67,12 @@ GOLDEN_CREATE_TABLE = (
 )
 LOAD_FOLDER = StagePath("pendo_load_7f3a", "matchedFeatureEvents/2024-04-14")
 GOLDEN_STAGED_COPY = (
-    'COPY INTO "PENDO_APP_1"."MATCHEDFEATUREEVENTS" FROM @"PENDO_LOAD_7F3A"/matchedFeatureEvents/2024-04-14/ '
-    "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
-    "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
+    'COPY INTO "PENDO_APP_1"."MATCHEDFEATUREEVENTS" ("PERIODID", "BROWSERTIMESTAMP", "EVENTID", "VISITORID", '
+    '"ACCOUNTID", "NUMEVENTS", "LATITUDE", "PROPERTIES") FROM (SELECT DATEADD(day, $1:"periodId"::INT, '
+    "'1970-01-01'::DATE), TO_TIMESTAMP_NTZ($1:\"browserTimestamp\"::NUMBER, 3), $1:\"eventId\"::VARCHAR, "
+    '$1:"visitorId"::VARCHAR, $1:"accountId"::VARCHAR, $1:"numEvents"::NUMBER(38,0), $1:"latitude"::FLOAT, '
+    'PARSE_JSON($1:"properties"::VARCHAR) FROM @"PENDO_LOAD_7F3A"/matchedFeatureEvents/2024-04-14/) '
+    "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
 )
 
 
@@ -83,7 +86,7 @@ def every_statement() -> list[str]:
             add_column("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS[-1]),
             *event_copies([f"{SLICE_FOLDER}/part-{n}.avro" for n in range(3)]),
             create_temporary_stage("pendo_load_7f3a"), put_file("/tmp/pendo load/part-0.parquet", LOAD_FOLDER),
-            copy_staged_parquet("pendo_app_1", "matchedFeatureEvents", LOAD_FOLDER)]
+            copy_staged("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS, LOAD_FOLDER)]
 
 
 def files_listed(statement: str) -> list[str]:
@@ -111,7 +114,7 @@ def test_the_staged_parquet_statements_read_as_written():
     assert put_file("/tmp/pendo load/part-0.parquet", LOAD_FOLDER) == (
         "PUT 'file:///tmp/pendo load/part-0.parquet' @\"PENDO_LOAD_7F3A\"/matchedFeatureEvents/2024-04-14/ "
         "AUTO_COMPRESS=FALSE OVERWRITE=TRUE")
-    assert copy_staged_parquet("pendo_app_1", "matchedFeatureEvents", LOAD_FOLDER) == GOLDEN_STAGED_COPY
+    assert copy_staged("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS, LOAD_FOLDER) == GOLDEN_STAGED_COPY
 
 
 @pytest.mark.parametrize("avro_type, expected", [
@@ -208,7 +211,7 @@ GOOD_LOAD = [
     "BEGIN",
     'DELETE FROM "PENDO_APP_1"."MATCHEDFEATUREEVENTS" WHERE "PERIODID" = %s',
     *event_copies([f"{SLICE_FOLDER}/part-{n}.avro" for n in range(1500)]),
-    copy_staged_parquet("pendo_app_1", "matchedFeatureEvents", LOAD_FOLDER),
+    copy_staged("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS, LOAD_FOLDER),
     'SELECT COUNT(*) FROM "PENDO_APP_1"."MATCHEDFEATUREEVENTS" WHERE "PERIODID" = %s',
     "COMMIT",
     create_table("pendo_app_1", "featureEvents", EVENT_COLUMNS),
@@ -435,12 +438,13 @@ def raw_file(path: Path, period_id: int, event_ids: list[str]) -> None:
 
 
 def decoded_file(path: Path, event_ids: list[str]) -> None:
-    """The same rows as the Python decoder gives them: dates, timestamps, JSON text, matchableId filled in."""
+    """The rows as the Python decoder gives them (JSON text, matchableId filled in), staged as `copy_staged` reads
+    them: days and epoch milliseconds."""
     count = len(event_ids)
     pq.write_table(pa.table({
-        "periodId": pa.array([DAY] * count, pa.date32()),
+        "periodId": pa.array([DAY] * count, pa.date32()).cast(pa.int32()),
         "browserTimestamp": pa.array([datetime(2024, 4, 14, 0, 0, 0, 123000 + 1000 * n) for n in range(count)],
-                                     pa.timestamp("ms")),
+                                     pa.timestamp("ms")).cast(pa.int64()),
         "eventId": event_ids,
         "properties": [json.dumps({"k": f"v{n}"}) for n in range(count)],
         "matchableId": [FILL_ID] * count,
@@ -475,12 +479,11 @@ def test_both_copies_load_the_same_rows_inside_one_transaction(recorder, tmp_pat
                                      [f"{slice_folder}/it's-0.parquet", f"{slice_folder}/part-1.parquet"],
                                      {"matchableId": FILL_ID}, file_format="PARQUET"):
         loaded += recorder.execute(statement)
-    loaded += recorder.execute(copy_staged_parquet("pendo_app_1", "fromStagedParquet", load_folder))
+    loaded += recorder.execute(copy_staged("pendo_app_1", "fromStagedParquet", TABLE_COLUMNS, load_folder))
     recorder.execute("COMMIT")
 
     assert [(status, parsed, rows) for _, status, parsed, rows, *_ in loaded] == [
         ("LOADED", 2, 2), ("LOADED", 1, 1), ("LOADED", 2, 2), ("LOADED", 1, 1)]
-    # fakesnow parses the staged JSON text into an object; whether Snowflake does is for a live test to show.
     rows = {table: recorder.execute(
         'SELECT "PERIODID", "BROWSERTIMESTAMP", "EVENTID", "PROPERTIES":"k"::VARCHAR, "MATCHABLEID" '
         f'FROM "PENDO_APP_1".{identifier(table)} ORDER BY "EVENTID"') for table in ("fromBucket", "fromStagedParquet")}

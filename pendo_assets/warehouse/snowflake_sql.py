@@ -41,6 +41,8 @@ _REPORTED_TYPES: dict[str, ColumnType] = {
     "BINARY": ColumnType.BYTES, "DATE": ColumnType.DATE, "TIMESTAMP_NTZ": ColumnType.TIMESTAMP,
     "VARIANT": ColumnType.JSON,
 }
+# Staged Parquet holds dates and timestamps as plain integers (see `staged_parquet_schema`).
+_STAGED_ARROW = {ColumnType.DATE: pa.int32(), ColumnType.TIMESTAMP: pa.int64(), ColumnType.JSON: pa.large_string()}
 _TIMESTAMP_SCALES = {"timestamp-millis": 3, "timestamp-micros": 6}
 # A stage name as Snowflake resolves it unquoted; `identifier` then upper-cases it, as Snowflake would.
 _UNQUOTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -156,14 +158,37 @@ def put_file(local_path: str | PurePath, stage_path: StagePath) -> str:
     return f"PUT {string_literal('file://' + text)} {stage_path} AUTO_COMPRESS=FALSE OVERWRITE=TRUE"
 
 
-def copy_staged_parquet(schema: str, table: str, stage_path: StagePath) -> str:
-    """COPY every Parquet file under `stage_path` (rows decoded in Python, so Parquet's own types carry them).
+def staged_parquet_schema(columns: Sequence[Column]) -> pa.Schema:
+    """How decoded rows are staged as Parquet for `copy_staged`: every column in every part (NULL where a file
+    lacks the field), dates as days and timestamps as integers in their unit, JSON as text."""
+    return pa.schema([pa.field(c.name, _STAGED_ARROW.get(c.type, c.arrow_type)) for c in columns])
 
-    No FILES =: the folder holds this load's files only, and fakesnow cannot take FILES = on an internal stage.
+
+def copy_staged(schema: str, table: str, columns: Sequence[Column], stage_path: StagePath) -> str:
+    """COPY every Parquet part under `stage_path`, laid out by `staged_parquet_schema`.
+
+    A transformation with the same conversions as the Avro COPY, rather than MATCH_BY_COLUMN_NAME: a Parquet
+    string loaded by name into a VARIANT column stays a string, while PARSE_JSON makes the object Pendo meant.
+    No FILES =: the folder holds this load's parts only, and fakesnow cannot take FILES = on an internal stage.
     """
-    return (f"COPY INTO {_table(schema, table)} FROM {stage_path} "
-            "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
-            "FORCE = TRUE ON_ERROR = ABORT_STATEMENT")
+    staged = [_as_staged(c) for c in columns]
+    return (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in staged)}) "
+            f"FROM (SELECT {', '.join(_converted(c) for c in staged)} FROM {stage_path}) "
+            "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE ON_ERROR = ABORT_STATEMENT")
+
+
+def _as_staged(column: Column) -> Column:
+    """The column with the Avro type its staged Parquet value has, so `_converted` reads it as it reads Avro."""
+    if column.type is ColumnType.DATE:
+        avro_type: Any = {"type": "int", "logicalType": "date"}
+    elif column.type is ColumnType.TIMESTAMP:
+        unit = column.arrow_type.unit if pa.types.is_timestamp(column.arrow_type) else "ms"
+        avro_type = {"type": "long", "logicalType": "timestamp-micros" if unit == "us" else "timestamp-millis"}
+    elif column.type is ColumnType.JSON:
+        avro_type = "string"  # JSON text, parsed by the COPY
+    else:
+        avro_type = column.avro_type
+    return Column(column.name, column.type, column.arrow_type, avro_type)
 
 
 def check_statements(statements: Sequence[str]) -> list[str]:
@@ -229,7 +254,7 @@ def _converted(column: Column) -> str:
         if base == "long" and logical in _TIMESTAMP_SCALES:
             return f"TO_TIMESTAMP_NTZ({field}::NUMBER, {_TIMESTAMP_SCALES[logical]})"
     elif column.type is ColumnType.JSON:
-        return field
+        return f"PARSE_JSON({field}::VARCHAR)" if base == "string" else field
     else:
         return f"{field}::{SNOWFLAKE_TYPES[column.type]}"
     raise ValueError(f"field {column.name!r}: no conversion from Avro {column.avro_type!r} to {column.type.value}")
