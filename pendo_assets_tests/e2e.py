@@ -15,8 +15,8 @@ from pendo_assets.generator import GeneratedExports, Truth, generate
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.sync import step_failures
-from pendo_assets.warehouse.duckdb import DuckDBWarehouse
-from pendo_assets.warehouse.sql import qualified
+from pendo_assets.warehouse import open_warehouse
+from pendo_assets.warehouse.base import Warehouse
 
 END_DAY = date(2025, 3, 1)
 STEPS = (END_DAY - timedelta(days=5), END_DAY)
@@ -64,33 +64,38 @@ def failure_messages(results) -> list[str]:
     return [message for _, result in results for message in step_failures(result)]
 
 
-def read_table(warehouse: DuckDBWarehouse, app: AppLocation, table: str, columns: str) -> list[tuple]:
+def warehouse_of(settings: Settings) -> Warehouse:
+    return open_warehouse(settings.warehouse)
+
+
+def read_table(warehouse: Warehouse, app: AppLocation, table: str, columns: list[str]) -> list[tuple]:
     with warehouse.session() as session:
         if session.table_columns(app.schema_name, table) is None:
             return []
-        return session.query(f"SELECT {columns} FROM {qualified(app.schema_name, table)}")
+        return session.query(f"SELECT {', '.join(session.quote(c) for c in columns)} "
+                             f"FROM {session.quote(app.schema_name)}.{session.quote(table)}")
 
 
 def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
-    warehouse = DuckDBWarehouse(settings.warehouse)
+    warehouse = warehouse_of(settings)
     for generated_app in generated.apps:
         app = AppLocation(generated_app.subscription_id, generated_app.application_id)
         truth = generated_app.truth
         loaded: dict[date, set[str]] = {}
-        for day, event_id in read_table(warehouse, app, "ALLEVENTS", '"periodId", "eventId"'):
+        for day, event_id in read_table(warehouse, app, "ALLEVENTS", ["periodId", "eventId"]):
             loaded.setdefault(day, set()).add(event_id)
         assert loaded == {d: ids for d, ids in truth.allevents.items() if ids}, app
         for table in (t for t in EventTable if t.is_matched):
             loaded_matched: dict[date, set[tuple[str, str]]] = {}
             for day, matchable_id, event_id in read_table(warehouse, app, table.value,
-                                                          '"periodId", "matchableId", "eventId"'):
+                                                          ["periodId", "matchableId", "eventId"]):
                 loaded_matched.setdefault(day, set()).add((matchable_id, event_id))
             expected = {d: rows for d, rows in truth.matched.get(table.value, {}).items() if rows}
             assert loaded_matched == expected, (app, table)
         for table, by_id in truth.definitions.items():
             id_column = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES": "trackTypeId",
                          "GUIDES": "guideId"}[table]
-            rows = read_table(warehouse, app, table, f'"{id_column}", "name"')
+            rows = read_table(warehouse, app, table, [id_column, "name"])
             assert {i: n for i, n in rows} == {i: d["name"] for i, d in by_id.items()}, (app, table)
             assert len(rows) == len(by_id), f"{table} has duplicate ids"
 
@@ -111,19 +116,21 @@ def loaded_days_only(generated: GeneratedExports, first_day: date) -> GeneratedE
 
 
 def snapshot(settings: Settings, app: AppLocation) -> dict[str, list[dict]]:
+    """Every table of the app, its rows keyed by lower-cased column name (Snowflake upper-cases them)."""
     tables = {}
-    with DuckDBWarehouse(settings.warehouse).session() as session:
+    with warehouse_of(settings).session() as session:
         for (table,) in session.query(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [app.schema_name]):
-            columns = list(session.table_columns(app.schema_name, table))
-            rows = session.query(f"SELECT * FROM {qualified(app.schema_name, table)}")
+                "SELECT table_name FROM information_schema.tables WHERE upper(table_schema) = upper(?)",
+                [app.schema_name]):
+            columns = [c.lower() for c in session.table_columns(app.schema_name, table)]
+            rows = session.query(f"SELECT * FROM {session.quote(app.schema_name)}.{session.quote(table)}")
             tables[table] = sorted((dict(zip(columns, r)) for r in rows), key=repr)
     return tables
 
 
 def rows_of_day(tables: dict[str, list[dict]], day: str) -> dict[str, list[dict]]:
     value = date.fromisoformat(day)
-    return {table: [r for r in rows if r.get("periodId") == value] for table, rows in tables.items()}
+    return {table: [r for r in rows if r.get("periodid") == value] for table, rows in tables.items()}
 
 
 def same_rows(after: dict[str, list[dict]], before: dict[str, list[dict]]) -> bool:

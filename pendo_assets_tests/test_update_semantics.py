@@ -28,7 +28,7 @@ from pendo_assets.sync import run_check_evaluations
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.sql import qualified, quote_ident
 from pendo_assets_tests.e2e import (END_DAY, days_of, failure_messages, loaded_then_reexported, read_table,
-                                    rows_of_day, same_rows, settings_in, snapshot, tick_and_run)
+                                    rows_of_day, same_rows, settings_in, snapshot, tick_and_run, warehouse_of)
 
 FIRST_DAY = date(2022, 1, 1)
 MATCHED_TABLE_OF_TYPE = {"Page": "MATCHEDPAGEEVENTS", "Feature": "MATCHEDFEATUREEVENTS",
@@ -102,11 +102,10 @@ def truth_rows(app: GeneratedApp) -> dict[str, Counter]:
 
 
 def loaded_rows(settings: Settings, app: GeneratedApp) -> dict[str, Counter]:
-    warehouse = DuckDBWarehouse(settings.warehouse)
-    rows = {"ALLEVENTS": Counter(read_table(warehouse, location(app), "ALLEVENTS", '"periodId", "eventId"'))}
+    warehouse = warehouse_of(settings)
+    rows = {"ALLEVENTS": Counter(read_table(warehouse, location(app), "ALLEVENTS", ["periodId", "eventId"]))}
     for table in MATCHED_TABLE_OF_TYPE.values():
-        rows[table] = Counter(read_table(warehouse, location(app), table,
-                                         '"periodId", "matchableId", "eventId"'))
+        rows[table] = Counter(read_table(warehouse, location(app), table, ["periodId", "matchableId", "eventId"]))
     return rows
 
 
@@ -427,14 +426,13 @@ def new_field_values_in_files(app: GeneratedApp) -> dict[date, Counter]:
 
 
 def new_field_values_loaded(settings: Settings, app: GeneratedApp) -> dict[date, Counter]:
-    warehouse = DuckDBWarehouse(settings.warehouse)
+    warehouse = warehouse_of(settings)
     values: dict[date, Counter] = {}
-    for day, event_id, value in read_table(warehouse, location(app), "ALLEVENTS",
-                                           f'"periodId", "eventId", "{NEW_FIELD}"'):
+    for day, event_id, value in read_table(warehouse, location(app), "ALLEVENTS", ["periodId", "eventId", NEW_FIELD]):
         values.setdefault(day, Counter())[("ALLEVENTS", None, event_id, value)] += 1
     for table in MATCHED_TABLE_OF_TYPE.values():
         for day, matchable_id, event_id, value in read_table(
-                warehouse, location(app), table, f'"periodId", "matchableId", "eventId", "{NEW_FIELD}"'):
+                warehouse, location(app), table, ["periodId", "matchableId", "eventId", NEW_FIELD]):
             values.setdefault(day, Counter())[(table, matchable_id, event_id, value)] += 1
     return values
 

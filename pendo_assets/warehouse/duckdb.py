@@ -20,7 +20,7 @@ from pendo_assets.pendo.avro import PERIOD_COLUMN, Column, ColumnType, column_fi
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
 from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
 from pendo_assets.warehouse.checks import check_replaced
-from pendo_assets.warehouse.sql import qualified, quote_ident
+from pendo_assets.warehouse.sql import qualified, quote_ident, where_clause
 
 # DuckDB lets one process write a file at a time. Dagster's pool serialises our own runs, so a lock
 # held elsewhere (a second CLI, a notebook) is waited for (PENDO_WAREHOUSE_LOCK_WAIT), then reported plainly.
@@ -207,11 +207,11 @@ class DuckDBSession:
             self.conn.unregister("_pendo_rows")
 
     def delete(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
-        clause, params = _where(where)
+        clause, params = where_clause(where)
         return self.conn.execute(f"DELETE FROM {qualified(schema, table)}{clause}", params).fetchone()[0]
 
     def count(self, schema: str, table: str, where: Mapping[str, Any]) -> int:
-        clause, params = _where(where)
+        clause, params = where_clause(where)
         return self.conn.execute(f"SELECT count(*) FROM {qualified(schema, table)}{clause}", params).fetchone()[0]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -219,19 +219,3 @@ class DuckDBSession:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.conn.execute(sql, list(params))
-
-
-def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    terms, params = [], []
-    for column, value in where.items():
-        if value == ():
-            terms.append("FALSE")
-        elif isinstance(value, tuple):
-            terms.append(f"{quote_ident(column)} IN ({', '.join('?' for _ in value)})")
-            params.extend(value)
-        elif value is None:
-            terms.append(f"{quote_ident(column)} IS NULL")
-        else:
-            terms.append(f"{quote_ident(column)} = ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(terms) if terms else ""), params
