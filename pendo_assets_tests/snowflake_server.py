@@ -12,12 +12,14 @@ import subprocess
 import sys
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pendo_assets.warehouse.snowflake_config import (
+    PASSWORD_VARIABLE, SECRET_VARIABLES, SnowflakeTarget, parse_snowflake_url)
 from pendo_assets_tests.servers import free_port, launch_until_ready, stop_process
 
 FAKESNOW = Path(sys.executable).parent / "fakesnow"
@@ -29,8 +31,6 @@ PASSWORD = "fakesnow-password-7f3a9c"
 # The connector retries a failed request (fakesnow answers HTTP 500 to what it cannot run) until these run out;
 # small values make such a test fail in seconds rather than minutes (tekumara/fakesnow#403).
 CLIENT_TIMEOUT_SECONDS = 2
-SECRET_VARIABLES = ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY", "SNOWFLAKE_PRIVATE_KEY_PATH",
-                    "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
 
 
 @dataclass
@@ -50,6 +50,12 @@ class FakeSnowflakeServer:
         """The product's warehouse URL (snowflake://...) for `database` on this server."""
         return f"snowflake://{USER}@{ACCOUNT}/{database}?host={self.host}&port={self.port}&protocol=http"
 
+    def target(self, database: str) -> SnowflakeTarget:
+        """The product's target for `database` on this server, with the tests' small client timeouts. Call
+        `use_in` first: the product finds its secret in the environment."""
+        return replace(parse_snowflake_url(self.url(database)), login_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
+                       network_timeout_seconds=CLIENT_TIMEOUT_SECONDS)
+
     def connect_args(self) -> dict[str, Any]:
         """Keyword arguments for `snowflake.connector.connect` to reach this server (add `database=` to use one)."""
         return {"host": self.host, "port": self.port, "protocol": "http", "account": ACCOUNT, "user": USER,
@@ -64,7 +70,7 @@ class FakeSnowflakeServer:
         which the product would prefer."""
         for name in SECRET_VARIABLES:
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("SNOWFLAKE_PASSWORD", PASSWORD)
+        monkeypatch.setenv(PASSWORD_VARIABLE, PASSWORD)
 
     def create_database(self, hint: str) -> str:
         """Create a database named after `hint` plus a random suffix, as an admin would, and return its name."""
