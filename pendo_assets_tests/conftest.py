@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules; plain helpers live in e2e.py, builders.py, dagster_dev.py and servers.py."""
+"""Fixtures shared by the test modules; plain helpers live in e2e.py, builders.py, dagster_dev.py, servers.py and
+snowflake_server.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 from pendo_assets.settings import Settings  # noqa: E402
 from pendo_assets_tests.e2e import settings_in  # noqa: E402
 from pendo_assets_tests.servers import BucketServer, start_azurite, start_fake_gcs, start_moto  # noqa: E402
+from pendo_assets_tests.snowflake_server import FakeSnowflakeServer, start_fakesnow  # noqa: E402
 
 
 @pytest.fixture
@@ -42,3 +44,19 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BucketSer
     server = start_azurite(tmp_path_factory.mktemp("azurite"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeSnowflakeServer]:
+    server = start_fakesnow(tmp_path_factory.mktemp("fakesnow"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def snowflake_database(snowflake_server: FakeSnowflakeServer, request: pytest.FixtureRequest) -> str:
+    """A new, empty database for this test alone, which the product assumes an admin created.
+
+    It is left behind: fakesnow cannot DROP DATABASE, and it goes when the session's server stops.
+    """
+    return snowflake_server.create_database(request.node.name)

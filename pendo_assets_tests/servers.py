@@ -83,15 +83,7 @@ class BucketServer:
         return remote
 
     def stop(self) -> None:
-        """SIGTERM the recorded PID, then SIGKILL it if it has not exited after STOP_TIMEOUT_SECONDS."""
-        if self.process.poll() is not None:
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
 
 def unique_bucket_name(hint: str) -> str:
@@ -144,25 +136,44 @@ def start_azurite(log_dir: Path) -> BucketServer:
 def start_server(name: str, scheme: str, command: list[str], endpoint: str, probe_url: str, log_dir: Path,
                  env: dict[str, str], storage_options: dict[str, object]) -> BucketServer:
     """Start `command`, wait until `probe_url` answers, or fail naming the server and the tail of its log."""
+    process, log_path = launch_until_ready(name, command, probe_url, log_dir)
+    return BucketServer(name, scheme, endpoint, log_path, env, storage_options, process)
+
+
+def launch_until_ready(name: str, command: list[str], probe_url: str,
+                       log_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """Start `command` with its output in `log_dir`/`name`.log; return the process once `probe_url` answers,
+    or stop it and fail naming the server and the tail of its log."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen([*DIE_WITH_PYTEST, *command], stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT)
-    server = BucketServer(name, scheme, endpoint, log_path, env, storage_options, process)
-    problem = _wait_until_ready(server, probe_url)
+    problem = _wait_until_ready(process, probe_url)
     if problem:
-        server.stop()
+        stop_process(process)
         pytest.fail(f"{name} did not start: {problem}; last lines of {log_path}:\n{log_tail(log_path)}",
                     pytrace=False)
-    return server
+    return process, log_path
 
 
-def _wait_until_ready(server: BucketServer, probe_url: str) -> str | None:
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM the recorded PID, then SIGKILL it if it has not exited after STOP_TIMEOUT_SECONDS."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen, probe_url: str) -> str | None:
     """None once the server answers any HTTP request; else why it never will."""
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        status = server.process.poll()
+        status = process.poll()
         if status is not None:
             return f"it exited with status {status}"
         try:
