@@ -120,7 +120,7 @@ def test_an_export_root_url_no_store_reads_is_refused_without_echoing_credential
 
 @pytest.mark.parametrize("warehouse, phrase", [
     ("bigquery://x", "(bigquery://...) is not one pendo-datasync can write"),
-    ("snowflake://loader:s3cret@account/db", "snowflake:// warehouses are not supported yet"),
+    ("snowflake://loader:s3cret@account/db", "the Snowflake warehouse URL must not hold a password"),
     ("duckdb://relative.duckdb", "needs an absolute path after three slashes"),
 ])
 def test_a_warehouse_url_no_backend_writes_is_refused_before_anything_touches_disk(capsys, tmp_path, exports,

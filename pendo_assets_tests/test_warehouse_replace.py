@@ -1,5 +1,6 @@
 """The warehouse seam's contract: `replace()` swaps table-days atomically, runs the shared checks inside its
-transaction, and writes the bookkeeping with the rows. Every backend must pass these."""
+transaction, and writes the bookkeeping with the rows. Every backend passes the same tests: DuckDB on a file,
+Snowflake on the fakesnow server the test setup runs."""
 
 from contextlib import contextmanager
 from datetime import date
@@ -11,8 +12,9 @@ from pendo_assets.pendo.avro import Column, ColumnType
 from pendo_assets.warehouse.base import Replacement, SliceRows
 from pendo_assets.warehouse.checks import CheckFailed
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
 
-SCHEMA, TABLE = "SUB_1_APP_2", "ALLEVENTS"
+SCHEMA, TABLE, MARK = "SUB_1_APP_2", "ALLEVENTS", "BOOKKEEPING"
 DAY, NEXT_DAY = date(2024, 4, 7), date(2024, 4, 8)
 COLUMNS = (Column("periodId", ColumnType.DATE, pa.date32()), Column("eventId", ColumnType.TEXT, pa.large_string()))
 ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in COLUMNS])
@@ -39,11 +41,17 @@ class FilesInMemory:
         yield ARROW_SCHEMA, stream()
 
 
-@pytest.fixture
-def warehouse(tmp_path):
-    target = DuckDBWarehouse(tmp_path / "w.duckdb")
+@pytest.fixture(params=["duckdb", "snowflake"])
+def warehouse(request, tmp_path, monkeypatch):
+    if request.param == "duckdb":
+        target = DuckDBWarehouse(tmp_path / "w.duckdb")
+    else:
+        server = request.getfixturevalue("snowflake_server")
+        server.use_in(monkeypatch)
+        target = SnowflakeWarehouse(server.target(request.getfixturevalue("snowflake_database")))
     with target.session() as s:
         s.ensure_table(SCHEMA, TABLE, COLUMNS, "setup")
+        s.ensure_table(SCHEMA, MARK, [Column("loaded", ColumnType.INT64, pa.int64())], "setup")
         s.insert(SCHEMA, TABLE, pa.Table.from_batches([rows(DAY, "old-1", "old-2"), rows(NEXT_DAY, "other")]))
     return target
 
@@ -53,6 +61,11 @@ def day_ids(warehouse, day):
         return sorted(r[0] for r in s.query(
             f"SELECT {s.quote('eventId')} FROM {s.quote(SCHEMA)}.{s.quote(TABLE)} WHERE {s.quote('periodId')} = ?",
             [day]))
+
+
+def marks(warehouse):
+    with warehouse.session() as s:
+        return [r[0] for r in s.query(f"SELECT * FROM {s.quote(SCHEMA)}.{s.quote(MARK)}")]
 
 
 def replacement(*slices, unique=("eventId",)):
@@ -65,7 +78,7 @@ def test_a_day_is_replaced_and_the_bookkeeping_sees_what_was_loaded(warehouse):
 
     def bookkeeping(session, replaced):
         seen.append([(done.rows_per_slice, done.files) for done in replaced])
-        session.execute(f"CREATE TABLE IF NOT EXISTS {session.quote(SCHEMA)}.{session.quote('MARK')} (n INTEGER)")
+        session.insert(SCHEMA, MARK, pa.table({"loaded": [replaced[0].rows]}))
 
     with warehouse.session() as s:
         slices = SliceRows("slice 1", ("a1.avro",), 2), SliceRows("slice 2", ("a2.avro",), 1)
@@ -74,6 +87,7 @@ def test_a_day_is_replaced_and_the_bookkeeping_sees_what_was_loaded(warehouse):
     assert seen == [[([2, 1], 2)]]
     assert day_ids(warehouse, DAY) == ["a", "b", "c"]
     assert day_ids(warehouse, NEXT_DAY) == ["other"]
+    assert marks(warehouse) == [3]
 
 
 @pytest.mark.parametrize("files, slices, message", [
@@ -86,13 +100,26 @@ def test_a_day_is_replaced_and_the_bookkeeping_sees_what_was_loaded(warehouse):
 ])
 def test_a_failed_check_rolls_back_the_day_and_its_bookkeeping(warehouse, files, slices, message):
     def bookkeeping(session, replaced):
-        raise AssertionError("bookkeeping must not run when a check fails")
+        raise AssertionError("the checks run before the bookkeeping")
 
     with pytest.raises(CheckFailed, match=message):
         with warehouse.session() as s:
             s.replace([replacement(*slices)], FilesInMemory(files), bookkeeping)
     assert day_ids(warehouse, DAY) == ["old-1", "old-2"]
     assert day_ids(warehouse, NEXT_DAY) == ["other"]
+
+
+def test_bookkeeping_that_fails_takes_the_rows_and_itself_back(warehouse):
+    def bookkeeping(session, replaced):
+        session.insert(SCHEMA, MARK, pa.table({"loaded": [replaced[0].rows]}))
+        raise RuntimeError("the ledger could not be written")
+
+    with pytest.raises(RuntimeError, match="ledger"):
+        with warehouse.session() as s:
+            s.replace([replacement(SliceRows("s", ("f.avro",), 1))], FilesInMemory({"f.avro": [rows(DAY, "a")]}),
+                      bookkeeping)
+    assert day_ids(warehouse, DAY) == ["old-1", "old-2"]
+    assert marks(warehouse) == []
 
 
 def test_a_file_failing_mid_stream_rolls_back_every_replacement(warehouse):
