@@ -120,7 +120,6 @@ def test_an_export_root_url_no_store_reads_is_refused_without_echoing_credential
 
 @pytest.mark.parametrize("warehouse, phrase", [
     ("bigquery://x", "(bigquery://...) is not one pendo-datasync can write"),
-    ("snowflake://loader:s3cret@account/db", "the Snowflake warehouse URL must not hold a password"),
     ("duckdb://relative.duckdb", "needs an absolute path after three slashes"),
 ])
 def test_a_warehouse_url_no_backend_writes_is_refused_before_anything_touches_disk(capsys, tmp_path, exports,
@@ -131,6 +130,23 @@ def test_a_warehouse_url_no_backend_writes_is_refused_before_anything_touches_di
     assert "s3cret" not in out + err
     assert sorted(tmp_path.rglob("*")) == before
     assert not list(exports.rglob("*.duckdb"))
+
+
+@pytest.mark.parametrize("warehouse, phrase", [
+    ("snowflake://loader:s3cret@account/db", "must not hold a password; remove the ':' and what follows the user"),
+    ("snowflake://loader@account", "must name one database as its path, like snowflake://"),
+    ("snowflake://loader@account/db?colour=s3cret", "has an unknown parameter 'colour'; it takes warehouse, role"),
+    ("snowflake://loader@account/db", "no Snowflake login secret is set; set SNOWFLAKE_PRIVATE_KEY"),
+])
+def test_a_snowflake_url_that_cannot_work_is_refused_before_anything_connects(capsys, monkeypatch, tmp_path, exports,
+                                                                               warehouse, phrase):
+    for name in ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY", "SNOWFLAKE_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    before = sorted(tmp_path.rglob("*"))
+    status, out, err = run_cli(capsys, "sync", "--exports", str(exports), "--warehouse", warehouse)
+    assert_plain_error(status, out, err, phrase)
+    assert "s3cret" not in out + err
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_duckdb_url_means_the_file_at_its_path(tmp_path):
