@@ -20,7 +20,8 @@ from dagster._core.definitions.definitions_load_context import DefinitionsLoadCo
 from pendo_assets.defs.assets import AppAssets, build_app_assets
 from pendo_assets.defs.discovery import build_discovery_sensor
 from pendo_assets.defs.partitions import daily_partitions
-from pendo_assets.defs.resources import WarehouseResource, exports_resource, open_exports
+from pendo_assets.defs.resources import exports_resource, open_exports, warehouse_resource
+from pendo_assets.warehouse import is_snowflake
 from pendo_assets.defs.sensors import build_manifest_sensor
 from pendo_assets.errors import UserError
 from pendo_assets.pendo.discovery import discover_apps
@@ -39,7 +40,8 @@ def build_app_assets_for(settings: Settings, apps: Sequence[AppLocation] | None 
                          ) -> tuple[dg.DailyPartitionsDefinition, list[AppAssets]]:
     partitions = daily_partitions(settings.first_day)
     apps = app_locations(settings) if apps is None else apps
-    return partitions, [build_app_assets(app, partitions) for app in apps]
+    kind = "snowflake" if is_snowflake(settings.warehouse) else "duckdb"
+    return partitions, [build_app_assets(app, partitions, kind) for app in apps]
 
 
 def build_definitions(settings: Settings, apps: Sequence[AppLocation] | None = None) -> dg.Definitions:
@@ -51,8 +53,7 @@ def build_definitions(settings: Settings, apps: Sequence[AppLocation] | None = N
                                         configured=bool(settings.apps))],
         resources={
             "exports": exports_resource(settings.exports),
-            "warehouse": WarehouseResource(location=settings.warehouse,
-                                           lock_wait_seconds=settings.warehouse_lock_wait_seconds),
+            "warehouse": warehouse_resource(settings),
         },
         # A run is one day of one app: running its single step in the run's own process avoids
         # spawning a second Python process per run.

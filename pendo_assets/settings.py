@@ -13,7 +13,7 @@ from typing import Mapping
 
 from pendo_assets.errors import UserError
 from pendo_assets.pendo.tables import AppLocation
-from pendo_assets.stores.base import export_root
+from pendo_assets.stores.base import export_root, local_path
 
 DEFAULT_EXPORTS = "./data/exports"
 DEFAULT_WAREHOUSE = "./data/pendo.duckdb"
@@ -25,7 +25,11 @@ MINIMUM_SENSOR_INTERVAL_SECONDS = 30
 
 ENVIRONMENT = {
     "PENDO_EXPORTS": "export root: a local folder holding datasync/ (default ./data/exports)",
-    "PENDO_WAREHOUSE": "warehouse: a DuckDB file path or duckdb:///abs/path (default ./data/pendo.duckdb)",
+    "PENDO_WAREHOUSE": "warehouse: a DuckDB file path or duckdb:///abs/path (default ./data/pendo.duckdb), or "
+                       "snowflake://<user>@<account>/<database>?warehouse=<wh>&role=<role>, its secret in "
+                       "SNOWFLAKE_PASSWORD, SNOWFLAKE_PRIVATE_KEY or SNOWFLAKE_PRIVATE_KEY_PATH",
+    "PENDO_SNOWFLAKE_STAGE": "<db>.<schema>.<stage>: an external stage over the export bucket, so Snowflake reads "
+                             "the files itself (default: rows are decoded here and staged)",
     "PENDO_FIRST_DAY": "first daily partition, YYYY-MM-DD (default 2022-01-01)",
     "PENDO_SENSOR_INTERVAL": "seconds between manifest sensor ticks, at least "
                              f"{MINIMUM_SENSOR_INTERVAL_SECONDS} (default {DEFAULT_SENSOR_INTERVAL_SECONDS})",
@@ -46,6 +50,7 @@ class Settings:
     warehouse_lock_wait_seconds: int
     # Configured apps; empty means every app discovery finds by listing datasync/.
     apps: tuple[AppLocation, ...] = ()
+    snowflake_stage: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -63,10 +68,31 @@ class Settings:
             warehouse_lock_wait_seconds=_whole_seconds(env, "PENDO_WAREHOUSE_LOCK_WAIT",
                                                        DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS, minimum=0),
             apps=_apps(env.get("PENDO_APPS")),
+            snowflake_stage=env.get("PENDO_SNOWFLAKE_STAGE") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-        return replace(settings, exports=export_root(settings.exports),
-                       warehouse=warehouse_location(settings.warehouse))
+        settings = replace(settings, exports=export_root(settings.exports),
+                           warehouse=warehouse_location(settings.warehouse))
+        if settings.snowflake_stage:
+            _check_stage(settings)
+        return settings
+
+
+def _check_stage(settings: Settings) -> None:
+    from pendo_assets.warehouse import is_snowflake
+    from pendo_assets.warehouse.snowflake_sql import StagePath
+
+    if not is_snowflake(settings.warehouse):
+        raise UserError("PENDO_SNOWFLAKE_STAGE names a Snowflake stage, but the warehouse is not Snowflake; unset it, "
+                        "or set PENDO_WAREHOUSE to a snowflake:// URL")
+    if local_path(settings.exports) is not None:
+        raise UserError("PENDO_SNOWFLAKE_STAGE reads the exports from their bucket, but they are in a local folder; "
+                        "unset it (the rows are then decoded here and staged), or point PENDO_EXPORTS at the bucket")
+    try:
+        StagePath(settings.snowflake_stage, "check")
+    except ValueError:
+        raise UserError(f"PENDO_SNOWFLAKE_STAGE={settings.snowflake_stage!r} is not a stage name; set it as "
+                        "<database>.<schema>.<stage>, like PENDO.RAW.PENDO_EXPORTS") from None
 
 
 def debug_requested(env: Mapping[str, str] | None = None) -> bool:

@@ -65,7 +65,7 @@ def failure_messages(results) -> list[str]:
 
 
 def warehouse_of(settings: Settings) -> Warehouse:
-    return open_warehouse(settings.warehouse)
+    return open_warehouse(settings.warehouse, snowflake_stage=settings.snowflake_stage)
 
 
 def read_table(warehouse: Warehouse, app: AppLocation, table: str, columns: list[str]) -> list[tuple]:

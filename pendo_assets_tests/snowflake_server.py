@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ USER = "pendo_loader"
 PASSWORD = "fakesnow-password-7f3a9c"
 # The connector retries a failed request (fakesnow answers HTTP 500 to what it cannot run) until these run out;
 # small values make such a test fail in seconds rather than minutes (tekumara/fakesnow#403).
+# A test's COPY of a small day takes well under a second; this bounds a retried HTTP 500 instead.
+STATEMENT_TIMEOUT_SECONDS = 20
 CLIENT_TIMEOUT_SECONDS = 2
 
 
@@ -47,14 +49,15 @@ class FakeSnowflakeServer:
         return self.process.pid
 
     def url(self, database: str) -> str:
-        """The product's warehouse URL (snowflake://...) for `database` on this server."""
-        return f"snowflake://{USER}@{ACCOUNT}/{database}?host={self.host}&port={self.port}&protocol=http"
+        """The product's warehouse URL (snowflake://...) for `database` on this server. Its timeouts are short:
+        the connector retries an HTTP 500 (fakesnow's answer to what it cannot run) until they run out."""
+        return (f"snowflake://{USER}@{ACCOUNT}/{database}?host={self.host}&port={self.port}&protocol=http"
+                f"&login_timeout={CLIENT_TIMEOUT_SECONDS}&network_timeout={STATEMENT_TIMEOUT_SECONDS}")
 
     def target(self, database: str) -> SnowflakeTarget:
-        """The product's target for `database` on this server, with the tests' small client timeouts. Call
-        `use_in` first: the product finds its secret in the environment."""
-        return replace(parse_snowflake_url(self.url(database)), login_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
-                       network_timeout_seconds=CLIENT_TIMEOUT_SECONDS)
+        """The product's target for `database` on this server. Call `use_in` first: the product finds its secret
+        in the environment."""
+        return parse_snowflake_url(self.url(database))
 
     def connect_args(self) -> dict[str, Any]:
         """Keyword arguments for `snowflake.connector.connect` to reach this server (add `database=` to use one)."""

@@ -66,6 +66,14 @@ def test_a_minimal_url_names_the_user_account_and_database(password: None) -> No
                                                                              NETWORK_TIMEOUT_SECONDS)
 
 
+def test_timeouts_can_be_shortened_in_the_url_and_read_back(password: None) -> None:
+    target = parse_snowflake_url(f"{URL}?login_timeout=5&network_timeout=30")
+    assert (target.login_timeout_seconds, target.network_timeout_seconds) == (5, 30)
+    assert parse_snowflake_url(target.describe()) == target
+    with pytest.raises(UserError, match="network_timeout= in the Snowflake warehouse URL must be a whole number"):
+        parse_snowflake_url(f"{URL}?network_timeout=0")
+
+
 def test_every_parameter_is_read(password: None) -> None:
     target = parse_snowflake_url("snowflake://jane%40corp.com@xy12345.us-east-1/PENDO_RAW?warehouse=LOADING"
                                  "&role=PENDO_LOADER&host=127.0.0.1&port=8123&protocol=HTTP")

@@ -73,7 +73,15 @@ class AppAssets:
         return table_key(self.app, table.table_name)
 
 
-def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition) -> AppAssets:
+def warehouse_pool(app: AppLocation, warehouse_kind: str) -> str:
+    """DuckDB takes one writer per file, so every run shares one pool. In Snowflake each app has tables of its
+    own: one run per app at a time keeps each table's transactions in order (Snowflake would queue a second
+    DELETE on a table behind the first; fakesnow fails it), while apps load side by side."""
+    return WAREHOUSE_POOL if warehouse_kind == "duckdb" else f"{WAREHOUSE_POOL}_{app.schema_name.lower()}"
+
+
+def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition,
+                     warehouse_kind: str = "duckdb") -> AppAssets:
     prefix = app_key_prefix(app)
     source = dg.AssetSpec(
         key=dg.AssetKey([prefix, "pendo_export"]), group_name=prefix, kinds={"pendo"},
@@ -86,11 +94,11 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
 
     @dg.multi_asset(
         name=f"{prefix}_definitions",
-        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"},
+        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={warehouse_kind},
                             description=_DEFINITION_DESCRIPTIONS[table],
                             metadata={"dagster/table_name": f"{app.schema_name}.{table.table_name}"})
                for table, key in definition_keys.items()],
-        can_subset=True, pool=WAREHOUSE_POOL,
+        can_subset=True, pool=warehouse_pool(app, warehouse_kind),
         description=f"Definition tables of {app.label}: the latest full snapshot plus later retroactive upserts.",
     )
     def definitions(context: dg.AssetExecutionContext, exports: ExportStoreResource, warehouse: WarehouseResource):
@@ -102,7 +110,7 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
 
     @dg.multi_asset(
         name=f"{prefix}_events",
-        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={"duckdb"}, skippable=True,
+        specs=[dg.AssetSpec(key, deps=[source.key], group_name=prefix, kinds={warehouse_kind}, skippable=True,
                             description=_EVENT_DESCRIPTIONS[table],
                             metadata={"dagster/table_name": f"{app.schema_name}.{table.value}"})
                for table, key in event_keys.items()],
@@ -110,7 +118,7 @@ def build_app_assets(app: AppLocation, partitions: dg.DailyPartitionsDefinition)
                                        description="Rows of the day equal the bill of materials' eventCount "
                                                    "(in total and per matchable).")
                      for key in event_keys.values()],
-        partitions_def=partitions, can_subset=True, pool=WAREHOUSE_POOL,
+        partitions_def=partitions, can_subset=True, pool=warehouse_pool(app, warehouse_kind),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_BACKFILL_RUN),
         description=f"Daily event tables of {app.label}, one periodId day per partition, replaced in one transaction.",
     )

@@ -7,16 +7,18 @@ name); everything else comes from each SDK's standard chain, which needs no sett
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
 import dagster as dg
+from dagster_snowflake import SnowflakeResource
 
-from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
+from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS, Settings
 from pendo_assets.stores import ExportStore
 from pendo_assets.stores.bucket import GCS_KEY_VARIABLE, SCHEMES, BucketRoot, open_bucket_store
 from pendo_assets.stores.local import LocalExportStore
-from pendo_assets.warehouse import open_warehouse
+from pendo_assets.warehouse import is_snowflake, open_warehouse
+from pendo_assets.warehouse.snowflake_config import parse_snowflake_url
 from pendo_assets.warehouse.base import Warehouse
 
 
@@ -83,10 +85,39 @@ def open_exports(root: str) -> ExportStore:
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse the tables are written to: a DuckDB file path or duckdb:///abs/path."""
+    """The warehouse the tables are written to."""
+
+    def open(self) -> Warehouse:
+        raise NotImplementedError("use the resource for the warehouse's kind (see warehouse_resource)")
+
+
+class DuckDBWarehouseResource(WarehouseResource):
+    """A DuckDB file, the embedded default: a path or duckdb:///abs/path."""
 
     location: str
     lock_wait_seconds: int = DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
 
     def open(self) -> Warehouse:
         return open_warehouse(self.location, lock_wait_seconds=self.lock_wait_seconds)
+
+
+class SnowflakeWarehouseResource(WarehouseResource):
+    """A Snowflake database, through dagster-snowflake's resource, whose secret is a dg.EnvVar; `stage`, when set,
+    is the external stage over the export bucket from which Snowflake reads the files itself."""
+
+    snowflake: SnowflakeResource
+    location: str
+    stage: Optional[str] = None
+
+    def open(self) -> Warehouse:
+        from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(parse_snowflake_url(self.location), stage=self.stage, resource=self.snowflake)
+
+
+def warehouse_resource(settings: Settings) -> WarehouseResource:
+    if is_snowflake(settings.warehouse):
+        target = parse_snowflake_url(settings.warehouse)
+        return SnowflakeWarehouseResource(snowflake=target.resource(), location=settings.warehouse,
+                                          stage=settings.snowflake_stage)
+    return DuckDBWarehouseResource(location=settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds)

@@ -36,7 +36,8 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
     from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
 
     store = open_exports(settings.exports)
-    warehouse = open_warehouse(settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds)
+    warehouse = open_warehouse(settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds,
+                               snowflake_stage=settings.snowflake_stage)
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)
     partitions, apps = build_app_assets_for(settings)

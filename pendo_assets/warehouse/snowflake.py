@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,19 +33,24 @@ from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, ad
                                                   identifier, neutral_type, put_file, staged_parquet_schema)
 from pendo_assets.warehouse.sql import where_clause
 
+if TYPE_CHECKING:
+    from dagster_snowflake import SnowflakeResource
+
 # Rows per staged Parquet part: a part is written, PUT and deleted before the next, so disk and memory stay flat.
 STAGED_PART_ROWS = 1_000_000
 LOAD_STAGE = "PENDO_DATASYNC_LOAD"
 
 
 class SnowflakeWarehouse:
-    def __init__(self, target: SnowflakeTarget, stage: str | None = None):
-        self.target, self.stage = target, stage
+    """`resource`: dagster-snowflake's resource as a run resolved it; without it, the target resolves its own."""
+
+    def __init__(self, target: SnowflakeTarget, stage: str | None = None, resource: SnowflakeResource | None = None):
+        self.target, self.stage, self.resource = target, stage, resource
         self.url = target.describe()
 
     @contextmanager
     def session(self) -> Iterator["SnowflakeSession"]:
-        with self.target.connect() as conn:
+        with self.target.connect(self.resource) as conn:
             yield SnowflakeSession(conn, self.stage)
 
 

@@ -31,7 +31,7 @@ SECRET_VARIABLES = (PASSWORD_VARIABLE, PRIVATE_KEY_VARIABLE, PRIVATE_KEY_PATH_VA
 # The SnowflakeResource field each login secret's variable fills.
 RESOURCE_SECRET_FIELDS = {PASSWORD_VARIABLE: "password", PRIVATE_KEY_VARIABLE: "private_key",
                           PRIVATE_KEY_PATH_VARIABLE: "private_key_path"}
-QUERY_PARAMETERS = ("warehouse", "role", "host", "port", "protocol")
+QUERY_PARAMETERS = ("warehouse", "role", "host", "port", "protocol", "login_timeout", "network_timeout")
 PROTOCOLS = ("http", "https")
 URL_EXAMPLE = "snowflake://PENDO_LOADER@myorg-myaccount/PENDO?warehouse=LOADING&role=PENDO_LOADER"
 # What the connector accepts as an account: letters, digits, _ and -, with an optional .region.cloud suffix.
@@ -41,6 +41,7 @@ SNOWFLAKE_DOMAINS = (".snowflakecomputing.com", ".snowflakecomputing.cn")
 # connector then also cancels a statement still running, so it must outlast the longest COPY of a day.
 LOGIN_TIMEOUT_SECONDS = 60
 NETWORK_TIMEOUT_SECONDS = 3600
+DEFAULT_TIMEOUTS = {"login_timeout": LOGIN_TIMEOUT_SECONDS, "network_timeout": NETWORK_TIMEOUT_SECONDS}
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class SnowflakeTarget:
 
     def describe(self) -> str:
         """The target as a URL safe for logs; it is also one `parse_snowflake_url` reads back."""
-        query = {name: getattr(self, name) for name in QUERY_PARAMETERS if getattr(self, name) is not None}
+        query = {name: getattr(self, name) for name in QUERY_PARAMETERS[:5] if getattr(self, name) is not None}
+        query.update({name: getattr(self, f"{name}_seconds") for name in QUERY_PARAMETERS[5:]
+                      if getattr(self, f"{name}_seconds") != DEFAULT_TIMEOUTS[name]})
         return (f"snowflake://{quote(self.user, safe='')}@{self.account}/{quote(self.database, safe='')}"
                 + (f"?{urlencode(query)}" if query else ""))
 
@@ -97,9 +100,10 @@ class SnowflakeTarget:
             additional_snowflake_connection_args=endpoint or None, **secrets)
 
     @contextmanager
-    def connect(self) -> Iterator[SnowflakeConnection]:
-        """An autocommit connection made by `resource()`, closed when the block ends. If the block raises, any
-        transaction it left open is rolled back first.
+    def connect(self, resource: SnowflakeResource | None = None) -> Iterator[SnowflakeConnection]:
+        """An autocommit connection made by `resource` (one a Dagster run resolved, built by `resource()`), or by
+        `resource()` resolved here; closed when the block ends. If the block raises, any transaction it left open
+        is rolled back first.
 
         Raises UserError, naming the account (or host) and the database but never a secret, when Snowflake
         cannot be reached, the key cannot be read, the login is refused, or the role cannot use the database.
@@ -110,7 +114,7 @@ class SnowflakeTarget:
             try:
                 # Resolved, the resource holds the secrets themselves (its repr shows them), so it stays here.
                 # The _cm form disposes of the throwaway Dagster instance it builds, instead of leaving it to GC.
-                resolved = stack.enter_context(self.resource().process_config_and_initialize_cm())
+                resolved = resource or stack.enter_context(self.resource().process_config_and_initialize_cm())
                 connection = stack.enter_context(resolved.get_connection())
             except ConnectorError as error:
                 raise UserError(self._connection_failure(error)) from error
@@ -192,7 +196,9 @@ def parse_snowflake_url(url: str) -> SnowflakeTarget:
                            secret_variable=secret_variable, passphrase_variable=passphrase_variable,
                            warehouse=options.get("warehouse"), role=options.get("role"), host=options.get("host"),
                            port=_port(options["port"]) if "port" in options else None,
-                           protocol=_protocol(options["protocol"]) if "protocol" in options else None)
+                           protocol=_protocol(options["protocol"]) if "protocol" in options else None,
+                           **{f"{name}_seconds": _seconds(name, options[name])
+                              for name in ("login_timeout", "network_timeout") if name in options})
 
 
 def _query_options(query: str) -> dict[str, str]:
@@ -212,6 +218,12 @@ def _query_options(query: str) -> dict[str, str]:
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise UserError("port= in the Snowflake warehouse URL must be a whole number from 1 to 65535")
+    return int(text)
+
+
+def _seconds(name: str, text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{name}= in the Snowflake warehouse URL must be a whole number of seconds, at least 1")
     return int(text)
 
 
