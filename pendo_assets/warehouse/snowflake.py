@@ -26,6 +26,7 @@ from pendo_assets.crash_points import (DAY_DELETED, DEFINITIONS_DELETED, FILE_IN
                                        TABLE_REPLACED, crash_point)
 from pendo_assets.pendo.avro import PERIOD_COLUMN, Column, column_fits
 from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
+from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
 from pendo_assets.warehouse.checks import CheckFailed, check_replaced
 from pendo_assets.warehouse.snowflake_config import SnowflakeTarget
 from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, add_column, copy_from_stage,
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 
 # Rows per staged Parquet part: a part is written, PUT and deleted before the next, so disk and memory stay flat.
 STAGED_PART_ROWS = 1_000_000
-LOAD_STAGE = "PENDO_DATASYNC_LOAD"
+# The staged path's temporary stage: in the bookkeeping schema (a stage needs one; app schema names need
+# quoting, which stage names here do not take), named per session since fakesnow shares them across sessions.
+LOAD_STAGE_SCHEMA, LOAD_STAGE_PREFIX = BOOKKEEPING_SCHEMA, "LOAD_"
 
 
 class SnowflakeWarehouse:
@@ -69,7 +72,7 @@ class SnowflakeSession:
     def __init__(self, conn: Any, stage: str | None):
         self.conn, self.stage = conn, stage
         self.cursor = conn.cursor()
-        self.load_stages: set[str] = set()
+        self.load_stage: str | None = None
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.cursor.execute(sql, [_bindable(p) for p in params] or None)
@@ -153,11 +156,11 @@ class SnowflakeSession:
 
     def _stage_rows(self, index: int, r: Replacement, files: DecodedFiles, scratch: Path) -> _Load:
         """The replacement's rows as Parquet parts in a fresh folder of the load's temporary stage."""
-        stage = f"{r.schema}.{LOAD_STAGE}"  # in the table's schema: a stage needs one, and it exists by now
-        if stage not in self.load_stages:  # a temporary stage lives as long as the connection
-            self._run(create_temporary_stage(stage))
-            self.load_stages.add(stage)
-        target = StagePath(stage, f"{uuid.uuid4().hex}-{index}")
+        if self.load_stage is None:  # temporary: Snowflake drops it with the session
+            self.load_stage = f"{LOAD_STAGE_SCHEMA}.{LOAD_STAGE_PREFIX}{uuid.uuid4().hex.upper()}"
+            self._run(create_schema(LOAD_STAGE_SCHEMA))
+            self._run(create_temporary_stage(self.load_stage))
+        target = StagePath(self.load_stage, f"{uuid.uuid4().hex}-{index}")
         schema = staged_parquet_schema(r.columns)
         staged_rows, slice_of_file, parts = [], {}, 0
 
@@ -169,7 +172,7 @@ class SnowflakeSession:
                     local = scratch / f"part-{parts:06d}.parquet"
                     writer = pq.ParquetWriter(local, schema)
                     parts += 1
-                writer.write_table(_conformed(batch, schema))
+                writer.write_table(_conformed(batch, r.columns, schema))
                 rows += batch.num_rows
                 part_rows += batch.num_rows
                 if part_rows >= STAGED_PART_ROWS:
@@ -235,22 +238,23 @@ def _bindable(value: Any) -> Any:
     return value
 
 
-def _conformed(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
-    """A decoded batch in the staged layout (`staged_parquet_schema`): every column, dates and times as numbers."""
+def _conformed(batch: pa.RecordBatch | pa.Table, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
+    """A decoded batch in the staged layout (`staged_parquet_schema`): every column by position, dates and times
+    as numbers."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     by_lower = {name.lower(): name for name in table.column_names}
     arrays = []
-    for field in schema:
-        name = by_lower.get(field.name.lower())
+    for column, field in zip(columns, schema):
+        name = by_lower.get(column.name.lower())
         if name is None:
             arrays.append(pa.nulls(table.num_rows, field.type))
             continue
-        column = table.column(name)
-        if pa.types.is_date32(column.type):
-            column = column.cast(pa.int32())
-        elif pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())
-        arrays.append(column.cast(field.type))
+        values = table.column(name)
+        if pa.types.is_date32(values.type):
+            values = values.cast(pa.int32())
+        elif pa.types.is_timestamp(values.type):
+            values = values.cast(pa.int64())
+        arrays.append(values.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

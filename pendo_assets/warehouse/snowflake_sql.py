@@ -160,8 +160,10 @@ def put_file(local_path: str | PurePath, stage_path: StagePath) -> str:
 
 def staged_parquet_schema(columns: Sequence[Column]) -> pa.Schema:
     """How decoded rows are staged as Parquet for `copy_staged`: every column in every part (NULL where a file
-    lacks the field), dates as days and timestamps as integers in their unit, JSON as text."""
-    return pa.schema([pa.field(c.name, _STAGED_ARROW.get(c.type, c.arrow_type)) for c in columns])
+    lacks the field), named by position (an Avro name may be a SQL keyword, which fakesnow's COPY cannot read),
+    dates as days and timestamps as integers in their unit, JSON as text."""
+    return pa.schema([pa.field(_staged_name(i), _STAGED_ARROW.get(c.type, c.arrow_type))
+                      for i, c in enumerate(columns)])
 
 
 def copy_staged(schema: str, table: str, columns: Sequence[Column], stage_path: StagePath) -> str:
@@ -171,14 +173,19 @@ def copy_staged(schema: str, table: str, columns: Sequence[Column], stage_path: 
     string loaded by name into a VARIANT column stays a string, while PARSE_JSON makes the object Pendo meant.
     No FILES =: the folder holds this load's parts only, and fakesnow cannot take FILES = on an internal stage.
     """
-    staged = [_as_staged(c) for c in columns]
-    return (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in staged)}) "
+    staged = [_as_staged(i, c) for i, c in enumerate(columns)]
+    return (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in columns)}) "
             f"FROM (SELECT {', '.join(_converted(c) for c in staged)} FROM {stage_path}) "
             "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE ON_ERROR = ABORT_STATEMENT")
 
 
-def _as_staged(column: Column) -> Column:
-    """The column with the Avro type its staged Parquet value has, so `_converted` reads it as it reads Avro."""
+def _staged_name(position: int) -> str:
+    return f"c{position}"
+
+
+def _as_staged(position: int, column: Column) -> Column:
+    """The column as staged: its positional name, and the Avro type its Parquet value has, so that `_converted`
+    reads it as it reads Avro."""
     if column.type is ColumnType.DATE:
         avro_type: Any = {"type": "int", "logicalType": "date"}
     elif column.type is ColumnType.TIMESTAMP:
@@ -188,7 +195,7 @@ def _as_staged(column: Column) -> Column:
         avro_type = "string"  # JSON text, parsed by the COPY
     else:
         avro_type = column.avro_type
-    return Column(column.name, column.type, column.arrow_type, avro_type)
+    return Column(_staged_name(position), column.type, column.arrow_type, avro_type)
 
 
 def check_statements(statements: Sequence[str]) -> list[str]:
