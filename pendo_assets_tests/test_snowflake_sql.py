@@ -22,7 +22,7 @@ from pendo_assets.pendo.avro import Column, ColumnType, read_batches
 from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, add_column, check_statements,
                                                   copy_from_stage, copy_staged, create_schema, create_table,
                                                   create_temporary_stage, identifier, neutral_type, put_file,
-                                                  string_literal)
+                                                  staged_parquet_schema, string_literal)
 from pendo_assets_tests.servers import free_port, start_server
 
 DATE = {"type": "int", "logicalType": "date"}
@@ -68,11 +68,11 @@ GOLDEN_CREATE_TABLE = (
 LOAD_FOLDER = StagePath("pendo_load_7f3a", "matchedFeatureEvents/2024-04-14")
 GOLDEN_STAGED_COPY = (
     'COPY INTO "PENDO_APP_1"."MATCHEDFEATUREEVENTS" ("PERIODID", "BROWSERTIMESTAMP", "EVENTID", "VISITORID", '
-    '"ACCOUNTID", "NUMEVENTS", "LATITUDE", "PROPERTIES") FROM (SELECT DATEADD(day, $1:"periodId"::INT, '
-    "'1970-01-01'::DATE), TO_TIMESTAMP_NTZ($1:\"browserTimestamp\"::NUMBER, 3), $1:\"eventId\"::VARCHAR, "
-    '$1:"visitorId"::VARCHAR, $1:"accountId"::VARCHAR, $1:"numEvents"::NUMBER(38,0), $1:"latitude"::FLOAT, '
-    'PARSE_JSON($1:"properties"::VARCHAR) FROM @"PENDO_LOAD_7F3A"/matchedFeatureEvents/2024-04-14/) '
-    "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
+    '"ACCOUNTID", "NUMEVENTS", "LATITUDE", "PROPERTIES") FROM (SELECT DATEADD(day, $1:"c0"::INT, '
+    "'1970-01-01'::DATE), TO_TIMESTAMP_NTZ($1:\"c1\"::NUMBER, 3), $1:\"c2\"::VARCHAR, $1:\"c3\"::VARCHAR, "
+    '$1:"c4"::VARCHAR, $1:"c5"::NUMBER(38,0), $1:"c6"::FLOAT, PARSE_JSON($1:"c7"::VARCHAR) '
+    'FROM @"PENDO_LOAD_7F3A"/matchedFeatureEvents/2024-04-14/) FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE '
+    "ON_ERROR = ABORT_STATEMENT"
 )
 
 
@@ -439,16 +439,16 @@ def raw_file(path: Path, period_id: int, event_ids: list[str]) -> None:
 
 def decoded_file(path: Path, event_ids: list[str]) -> None:
     """The rows as the Python decoder gives them (JSON text, matchableId filled in), staged as `copy_staged` reads
-    them: days and epoch milliseconds."""
+    them: columns by position, days and epoch milliseconds."""
     count = len(event_ids)
-    pq.write_table(pa.table({
-        "periodId": pa.array([DAY] * count, pa.date32()).cast(pa.int32()),
-        "browserTimestamp": pa.array([datetime(2024, 4, 14, 0, 0, 0, 123000 + 1000 * n) for n in range(count)],
-                                     pa.timestamp("ms")).cast(pa.int64()),
-        "eventId": event_ids,
-        "properties": [json.dumps({"k": f"v{n}"}) for n in range(count)],
-        "matchableId": [FILL_ID] * count,
-    }), path)
+    pq.write_table(pa.Table.from_arrays([
+        pa.array([DAY] * count, pa.date32()).cast(pa.int32()),
+        pa.array([datetime(2024, 4, 14, 0, 0, 0, 123000 + 1000 * n) for n in range(count)],
+                 pa.timestamp("ms")).cast(pa.int64()),
+        pa.array(event_ids, pa.large_string()),
+        pa.array([json.dumps({"k": f"v{n}"}) for n in range(count)], pa.large_string()),
+        pa.array([FILL_ID] * count, pa.large_string()),
+    ], schema=staged_parquet_schema(TABLE_COLUMNS)), path)
 
 
 def test_both_copies_load_the_same_rows_inside_one_transaction(recorder, tmp_path):
