@@ -45,16 +45,19 @@ LOAD_STAGE_SCHEMA, LOAD_STAGE_PREFIX = BOOKKEEPING_SCHEMA, "LOAD_"
 
 
 class SnowflakeWarehouse:
-    """`resource`: dagster-snowflake's resource as a run resolved it; without it, the target resolves its own."""
+    """`resource`: dagster-snowflake's resource as a run resolved it; without it, the target resolves its own.
+    `stage_file_format`: what the stage's files are; only tests change it (fakesnow reads no Avro)."""
 
-    def __init__(self, target: SnowflakeTarget, stage: str | None = None, resource: SnowflakeResource | None = None):
+    def __init__(self, target: SnowflakeTarget, stage: str | None = None, resource: SnowflakeResource | None = None,
+                 stage_file_format: str = "AVRO"):
         self.target, self.stage, self.resource = target, stage, resource
+        self.stage_file_format = stage_file_format
         self.url = target.describe()
 
     @contextmanager
     def session(self) -> Iterator["SnowflakeSession"]:
         with self.target.connect(self.resource) as conn:
-            yield SnowflakeSession(conn, self.stage)
+            yield SnowflakeSession(conn, self.stage, self.stage_file_format)
 
 
 @dataclass
@@ -69,8 +72,8 @@ class _Load:
 
 
 class SnowflakeSession:
-    def __init__(self, conn: Any, stage: str | None):
-        self.conn, self.stage = conn, stage
+    def __init__(self, conn: Any, stage: str | None, stage_file_format: str = "AVRO"):
+        self.conn, self.stage, self.stage_file_format = conn, stage, stage_file_format
         self.cursor = conn.cursor()
         self.load_stage: str | None = None
 
@@ -149,9 +152,12 @@ class SnowflakeSession:
         """Everything that must happen before BEGIN: the COPY statements, and for the staged path the PUTs."""
         paths = [path for s in r.slices for path in s.files]
         if self.stage and paths and all(s.rows is None for s in r.slices):
-            return _Load(r, copy_from_stage(r.schema, r.table, r.columns, self.stage, paths,
-                                            fill={k: v for s in r.slices for k, v in s.fill.items()}),
-                         {path: i for i, s in enumerate(r.slices) for path in s.files}, None, len(paths))
+            # One COPY (per 1,000 files) per slice: each slice fills its own matchableId.
+            statements = [statement for s in r.slices if s.files
+                          for statement in copy_from_stage(r.schema, r.table, r.columns, self.stage, s.files, s.fill,
+                                                           file_format=self.stage_file_format)]
+            return _Load(r, statements, {path: i for i, s in enumerate(r.slices) for path in s.files}, None,
+                         len(paths))
         return self._stage_rows(index, r, files, scratch)
 
     def _stage_rows(self, index: int, r: Replacement, files: DecodedFiles, scratch: Path) -> _Load:
