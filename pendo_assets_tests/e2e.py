@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import fastavro
 
 from pendo_assets.definitions import build_definitions
 from pendo_assets.generator import GeneratedExports, Truth, generate
@@ -171,3 +172,25 @@ def loaded_then_reexported(settings: Settings,
     generate_small(settings.exports, as_of=STEPS[1])
     entry, period = new_reexport_of_a_loaded_day(manifest_path, before)
     return app, manifest_path, entry, period
+
+
+def edit_all_events(manifest_path: Path, entry: dict, period: dict, edit) -> None:
+    manifest = json.loads(manifest_path.read_text())
+    for e in manifest["exports"]:
+        for p in e.get("timeDependent", []):
+            if e["counter"] == entry["counter"] and p["periodId"] == period["periodId"] and "allEvents" in p:
+                edit(p["allEvents"])
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def export_file(manifest_path: Path, entry: dict, name: str) -> Path:
+    return manifest_path.parent / entry["rootUrl"].rsplit("/", 1)[1] / name
+
+
+def rewrite_avro(path: Path, edit) -> None:
+    """Write the file again with the same schema and codec, its records passed through `edit`."""
+    with path.open("rb") as fo:
+        reader = fastavro.reader(fo)
+        schema, codec, records = reader.writer_schema, reader.codec, list(reader)
+    with path.open("wb") as fo:
+        fastavro.writer(fo, schema, edit(records), codec=codec)

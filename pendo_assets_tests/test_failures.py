@@ -8,12 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import fastavro
 import pytest
 
 from pendo_assets.pendo.tables import AppLocation
-from pendo_assets_tests.e2e import (days_of, failure_messages, loaded_then_reexported, rows_of_day, same_rows,
-                                    settings_in, snapshot, tick_and_run)
+from pendo_assets_tests.e2e import (days_of, edit_all_events, export_file, failure_messages, loaded_then_reexported,
+                                    rewrite_avro, rows_of_day, same_rows, settings_in, snapshot, tick_and_run)
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +33,6 @@ def case(first_step_loaded, tmp_path: Path):
     settings = settings_in(tmp_path / "case")
     with dg.instance_for_test(temp_dir=str(tmp_path / "case" / "dagster_home")) as instance:
         yield settings, instance, app, Path(settings.exports) / app.manifest_path, entry, period
-
-
-def edit_all_events(manifest_path: Path, entry: dict, period: dict, edit) -> None:
-    manifest = json.loads(manifest_path.read_text())
-    for e in manifest["exports"]:
-        for p in e.get("timeDependent", []):
-            if e["counter"] == entry["counter"] and p["periodId"] == period["periodId"] and "allEvents" in p:
-                edit(p["allEvents"])
-    manifest_path.write_text(json.dumps(manifest))
-
-
-def export_file(manifest_path: Path, entry: dict, name: str) -> Path:
-    return manifest_path.parent / entry["rootUrl"].rsplit("/", 1)[1] / name
-
-
-def rewrite_avro(path: Path, edit) -> None:
-    """Write the file again with the same schema and codec, its records passed through `edit`."""
-    with path.open("rb") as fo:
-        reader = fastavro.reader(fo)
-        schema, codec, records = reader.writer_schema, reader.codec, list(reader)
-    with path.open("wb") as fo:
-        fastavro.writer(fo, schema, edit(records), codec=codec)
 
 
 def assert_day_failed_and_kept(settings, app, results, day, day_rows_before, *expected_in_message) -> str:
