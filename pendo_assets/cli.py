@@ -109,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _location_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exports", metavar="ROOT", help="export root holding datasync/ (env PENDO_EXPORTS)")
-    parser.add_argument("--warehouse", metavar="PATH",
-                        help="DuckDB file, or duckdb:///abs/path, to load into (env PENDO_WAREHOUSE)")
+    parser.add_argument("--warehouse", metavar="URL",
+                        help="DuckDB file (or duckdb:///abs/path), or snowflake://<user>@<account>/<database>"
+                             "?warehouse=<wh>&role=<role> with the secret in SNOWFLAKE_PASSWORD or "
+                             "SNOWFLAKE_PRIVATE_KEY[_PATH], to load into (env PENDO_WAREHOUSE)")
     _debug_flag(parser)
 
 
