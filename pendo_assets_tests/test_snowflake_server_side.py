@@ -8,7 +8,7 @@ timestamps as integers); the COPY statements are the production ones but for FIL
 
 from __future__ import annotations
 
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,16 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import snowflake.connector
-import sqlglot
-from sqlglot import exp
 
 from pendo_assets.generator import GeneratedExports
 from pendo_assets.loading.loader import LoadError, folders_of, load_day, load_definitions, read_manifest
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.local import LocalExportStore
-from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
 from pendo_assets.warehouse.snowflake_sql import check_statements, identifier, string_literal
 from pendo_assets_tests.e2e import assert_warehouse_matches_truth, generate_small, settings_in
+from pendo_assets_tests.snowflake_recording import RecordingWarehouse, copies, copy_files, server_side_problems
 from pendo_assets_tests.snowflake_server import FakeSnowflakeServer
 
 STAGE_SCHEMA, STAGE_NAME = "RAW", "EXPORTS"
@@ -85,42 +83,6 @@ def raw_values(values: list[Any], avro_type: Any, name: str) -> pa.Array:
     raise ValueError(f"field {name!r}: the mirror has no stand-in for Avro type {avro_type!r}")
 
 
-# --- A Snowflake warehouse whose statements are recorded --------------------------------------------------------
-
-class RecordingCursor:
-    """A connector cursor that keeps the text of every statement it runs, in order."""
-
-    def __init__(self, cursor: Any, statements: list[str]):
-        self.cursor, self.statements = cursor, statements
-
-    def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
-        self.statements.append(sql)
-        self.cursor.execute(sql, *args, **kwargs)
-        return self
-
-    def executemany(self, sql: str, *args: Any, **kwargs: Any) -> Any:
-        self.statements.append(sql)
-        self.cursor.executemany(sql, *args, **kwargs)
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cursor, name)
-
-
-class RecordingWarehouse(SnowflakeWarehouse):
-    """The product's Snowflake warehouse, every session's statements appended to `statements`."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.statements: list[str] = []
-
-    @contextmanager
-    def session(self):
-        with super().session() as session:
-            session.cursor = RecordingCursor(session.cursor, self.statements)
-            yield session
-
-
 @dataclass
 class ServerSideLoad:
     """A generated export, its Parquet mirror behind a file:// stage, and a warehouse loading through it."""
@@ -131,10 +93,6 @@ class ServerSideLoad:
     warehouse: RecordingWarehouse
     url: str
     app: AppLocation
-
-    @property
-    def stage(self) -> str:
-        return self.warehouse.stage
 
     def days(self) -> list[date]:
         return sorted({p.day for e in read_manifest(self.store, self.app).exports for p in e.bom.periods})
@@ -163,17 +121,6 @@ def server_side_load(server: FakeSnowflakeServer, folder: Path) -> ServerSideLoa
     (generated_app,) = generated.apps
     return ServerSideLoad(generated, LocalExportStore(exports), mirror, warehouse, server.url(database),
                           AppLocation(generated_app.subscription_id, generated_app.application_id))
-
-
-def copy_files(statement: str) -> list[str]:
-    """The FILES = (...) paths of a COPY, as sqlglot reads them."""
-    copy = sqlglot.parse_one(statement, read="snowflake")
-    (files,) = [option.expression for option in copy.args["params"] if option.this.name.upper() == "FILES"]
-    return [literal.this for literal in (files.expressions if isinstance(files, exp.Tuple) else [files.this])]
-
-
-def copies(statements: list[str]) -> list[str]:
-    return [s for s in statements if s.lstrip().upper().startswith("COPY")]
 
 
 @dataclass
@@ -215,15 +162,9 @@ def test_every_statement_keeps_snowflakes_load_rules(loaded):
 
 @pytest.mark.slow
 def test_snowflake_copied_every_event_file_from_the_users_stage(loaded):
-    stage_source = f"FROM @{'.'.join(identifier(part) for part in loaded.load.stage.split('.'))})"
     for day, statements in loaded.statements_by_day.items():
-        assert not [s for s in statements if s.lstrip().upper().startswith(("PUT", "CREATE TEMPORARY STAGE"))], day
-        day_copies = copies(statements)
-        assert day_copies, day
-        for statement in day_copies:
-            assert statement.startswith("COPY INTO ") and " FROM (SELECT " in statement, statement
-            assert stage_source in statement and " FILES = (" in statement, statement
-        copied = [path for statement in day_copies for path in copy_files(statement)]
+        assert copies(statements) and server_side_problems(statements, loaded.load.warehouse.stage) == [], day
+        copied = [path for statement in copies(statements) for path in copy_files(statement)]
         assert len(copied) == len(set(copied)) == loaded.files_by_day[day], day
         assert all((loaded.load.store.root / path).is_file() for path in copied), day
     # Definitions are merged in Python, so they alone travel through a temporary stage.
