@@ -1,5 +1,5 @@
-"""Fixtures shared by the test modules; plain helpers live in e2e.py, builders.py, dagster_dev.py, servers.py and
-snowflake_server.py."""
+"""Fixtures shared by the test modules; plain helpers live in e2e.py, builders.py, dagster_dev.py, servers.py,
+snowflake_server.py and snowflake_recording.py."""
 
 from __future__ import annotations
 

@@ -151,7 +151,9 @@ class SnowflakeSession:
     def _prepare(self, index: int, r: Replacement, files: DecodedFiles, scratch: Path) -> _Load:
         """Everything that must happen before BEGIN: the COPY statements, and for the staged path the PUTs."""
         paths = [path for s in r.slices for path in s.files]
-        if self.stage and paths and all(s.rows is None for s in r.slices):
+        # A replacement without files (a day that only deletes a table's rows) stays here too: it copies nothing,
+        # so it needs no temporary stage.
+        if self.stage and all(s.rows is None for s in r.slices):
             # One COPY (per 1,000 files) per slice: each slice fills its own matchableId.
             statements = [statement for s in r.slices if s.files
                           for statement in copy_from_stage(r.schema, r.table, r.columns, self.stage, s.files, s.fill,
