@@ -164,11 +164,7 @@ class SnowflakeSession:
 
     def _stage_rows(self, index: int, r: Replacement, files: DecodedFiles, scratch: Path) -> _Load:
         """The replacement's rows as Parquet parts in a fresh folder of the load's temporary stage."""
-        if self.load_stage is None:  # temporary: Snowflake drops it with the session
-            self.load_stage = f"{LOAD_STAGE_SCHEMA}.{LOAD_STAGE_PREFIX}{uuid.uuid4().hex.upper()}"
-            self._run(create_schema(LOAD_STAGE_SCHEMA))
-            self._run(create_temporary_stage(self.load_stage))
-        target = StagePath(self.load_stage, f"{uuid.uuid4().hex}-{index}")
+        prefix = f"{uuid.uuid4().hex}-{index}"
         schema = staged_parquet_schema(r.columns)
         staged_rows, slice_of_file, parts = [], {}, 0
 
@@ -184,10 +180,10 @@ class SnowflakeSession:
                 rows += batch.num_rows
                 part_rows += batch.num_rows
                 if part_rows >= STAGED_PART_ROWS:
-                    self._put(writer, local, target, slice_of_file, slice_index)
+                    self._put(writer, local, prefix, slice_of_file, slice_index)
                     writer, part_rows = None, 0
             if writer is not None:
-                self._put(writer, local, target, slice_of_file, slice_index)
+                self._put(writer, local, prefix, slice_of_file, slice_index)
             return rows
 
         file_count = 0
@@ -198,13 +194,23 @@ class SnowflakeSession:
                     rows += put(batches, slice_index)
                 file_count += 1
             staged_rows.append(rows)
-        statements = [copy_staged(r.schema, r.table, r.columns, target)] if slice_of_file else []
+        statements = ([copy_staged(r.schema, r.table, r.columns, StagePath(self._load_stage(), prefix))]
+                      if slice_of_file else [])
         return _Load(r, statements, slice_of_file, staged_rows, file_count)
 
-    def _put(self, writer: pq.ParquetWriter, local: Path, target: StagePath, slice_of_file: dict[str, int],
+    def _load_stage(self) -> str:
+        """Created at the first PUT, so a load that only deletes needs no stage; temporary, so Snowflake drops it
+        with the session."""
+        if self.load_stage is None:
+            self.load_stage = f"{LOAD_STAGE_SCHEMA}.{LOAD_STAGE_PREFIX}{uuid.uuid4().hex.upper()}"
+            self._run(create_schema(LOAD_STAGE_SCHEMA))
+            self._run(create_temporary_stage(self.load_stage))
+        return self.load_stage
+
+    def _put(self, writer: pq.ParquetWriter, local: Path, prefix: str, slice_of_file: dict[str, int],
              slice_index: int) -> None:
         writer.close()
-        self._run(put_file(local, target))
+        self._run(put_file(local, StagePath(self._load_stage(), prefix)))
         slice_of_file[local.name] = slice_index
         local.unlink()
 
