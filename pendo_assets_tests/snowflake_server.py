@@ -102,6 +102,7 @@ def start_fakesnow(log_dir: Path) -> FakeSnowflakeServer:
         pytest.fail(f"fakesnow is not installed at {FAKESNOW}; run `make install`", pytrace=False)
     port = free_port()
     # Any HTTP answer means it is up: fakesnow has no route for `/` and answers 404.
-    process, log_path = launch_until_ready("fakesnow", [str(FAKESNOW), "-s", "-p", str(port), "--host", HOST],
-                                           f"http://{HOST}:{port}/", log_dir)
+    # fakesnow keeps internal stages' files under TMPDIR: in this run's own folder, not the machine's /tmp.
+    command = ["env", f"TMPDIR={log_dir}", str(FAKESNOW), "-s", "-p", str(port), "--host", HOST]
+    process, log_path = launch_until_ready("fakesnow", command, f"http://{HOST}:{port}/", log_dir)
     return FakeSnowflakeServer(HOST, port, log_path, process)

@@ -52,6 +52,7 @@ def test_a_database_name_is_an_unquoted_identifier(hint: str) -> None:
     assert name[0].isalpha() and name.replace("_", "").isalnum() and name == name.upper()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_stopped_server_leaves_no_process(tmp_path: Path) -> None:
     server = start_fakesnow(tmp_path)
     server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +22,6 @@ from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, ad
                                                   copy_from_stage, copy_staged, create_schema, create_table,
                                                   create_temporary_stage, identifier, neutral_type, put_file,
                                                   staged_parquet_schema, string_literal)
-from pendo_assets_tests.servers import free_port, start_server
 
 DATE = {"type": "int", "logicalType": "date"}
 MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
@@ -360,32 +358,16 @@ def test_types_read_back_as_information_schema_reports_them():
 
 # --- Against a fakesnow server -----------------------------------------------------------------------------------
 
-FAKESNOW = Path(sys.executable).parent / "fakesnow"
 DAY = date(2024, 4, 14)
 FILL_ID = "feat'ure\\9"  # a quote and a backslash, so the literal's escaping is proven end to end
-
-
-@pytest.fixture(scope="module")
-def fakesnow_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    folder = tmp_path_factory.mktemp("fakesnow")
-    port = free_port()
-    # fakesnow keeps internal stages' files in a temporary folder: with TMPDIR, in this run's own.
-    command = ["env", f"TMPDIR={folder}", str(FAKESNOW), "-s", "-p", str(port)]
-    server = start_server("fakesnow", "http", command, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/",
-                          folder, env={}, storage_options={})
-    yield port
-    server.stop()
 
 
 class RecordingCursor:
     """Runs statements on a fakesnow cursor and keeps their text, as a load's test would, for check_statements."""
 
-    def __init__(self, port: int):
-        # Any account and password do: fakesnow checks none.
-        self.connection = snowflake.connector.connect(
-            host="127.0.0.1", port=port, protocol="http", account="fake", user="fake", password="fake",
-            database="PENDO", session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-            network_timeout=5, login_timeout=5)
+    def __init__(self, server):
+        self.connection = snowflake.connector.connect(**{**server.connect_args(), "database": "PENDO",
+                                                         "paramstyle": "pyformat"})
         self.cursor = self.connection.cursor()
         self.statements: list[str] = []
         self.execute('CREATE DATABASE IF NOT EXISTS "PENDO"')
@@ -397,8 +379,8 @@ class RecordingCursor:
 
 
 @pytest.fixture
-def recorder(fakesnow_port: int) -> Iterator[RecordingCursor]:
-    cursor = RecordingCursor(fakesnow_port)
+def recorder(snowflake_server) -> Iterator[RecordingCursor]:
+    cursor = RecordingCursor(snowflake_server)
     yield cursor
     cursor.connection.close()
 

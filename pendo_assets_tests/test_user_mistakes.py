@@ -217,6 +217,7 @@ def test_debug_flag_and_pendo_debug_show_the_traceback(capsys, monkeypatch):
         cli.main(["sync"])
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_the_installed_program_prints_the_same_plain_message(tmp_path):
     result = subprocess.run([str(BIN / "pendo-datasync"), "sync", "--exports", "/no/such/folder"],
                             capture_output=True, text=True, timeout=120,
