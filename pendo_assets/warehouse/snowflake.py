@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -86,7 +86,10 @@ class SnowflakeSession:
         try:
             yield
         except BaseException:
-            self._run("ROLLBACK")
+            # Snowflake keeps the transaction open after a failed statement. If ROLLBACK fails too (the connection
+            # is gone), the session's end discards the transaction, and the first error is the one to report.
+            with suppress(Exception):
+                self._run("ROLLBACK")
             raise
         self._run("COMMIT")
 
