@@ -48,11 +48,12 @@ class FakeSnowflakeServer:
     def pid(self) -> int:
         return self.process.pid
 
-    def url(self, database: str) -> str:
+    def url(self, database: str, network_timeout: int = STATEMENT_TIMEOUT_SECONDS) -> str:
         """The product's warehouse URL (snowflake://...) for `database` on this server. Its timeouts are short:
-        the connector retries an HTTP 500 (fakesnow's answer to what it cannot run) until they run out."""
+        the connector retries an HTTP 500 (fakesnow's answer to what it cannot run) until they run out. A
+        benchmark's COPY of millions of rows outlasts the default `network_timeout`, which would cancel it."""
         return (f"snowflake://{USER}@{ACCOUNT}/{database}?host={self.host}&port={self.port}&protocol=http"
-                f"&login_timeout={CLIENT_TIMEOUT_SECONDS}&network_timeout={STATEMENT_TIMEOUT_SECONDS}")
+                f"&login_timeout={CLIENT_TIMEOUT_SECONDS}&network_timeout={network_timeout}")
 
     def target(self, database: str) -> SnowflakeTarget:
         """The product's target for `database` on this server. Call `use_in` first: the product finds its secret
