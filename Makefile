@@ -12,7 +12,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PENDO_EXPORTS ?= $(DEMO_DATA)/exports
 export PENDO_WAREHOUSE ?= $(DEMO_DATA)/pendo.duckdb
 
-.PHONY: install demo ui test test-fast crash-test bench lock clean
+.PHONY: install demo ui test test-fast test-snowflake-all crash-test bench lock clean
 
 install: $(STAMP) $(AZURITE_STAMP)
 
@@ -47,6 +47,10 @@ test: install
 # Everything but the tests marked slow, in under 2 minutes: the loop to run while editing.
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Every loadable scenario into Snowflake (a fakesnow server) through the staged path; about 40 minutes.
+test-snowflake-all: install
+	PENDO_SNOWFLAKE_SCENARIOS=all $(BIN)/python -m pytest -q pendo_assets_tests/test_scenarios_end_to_end.py -k snowflake
 
 # SIGKILL a real sync at every named point of a load (make test kills at a few); about 6 minutes.
 crash-test: install

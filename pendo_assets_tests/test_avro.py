@@ -39,7 +39,8 @@ def record(i):
         "micros": datetime(2024, 4, 7, 0, 0, 0, 1, timezone.utc) if i % 2 else None,
         "eventId": f"e{i}", "accountId": None if i % 3 == 0 else f"acc-ü-{i}", "latitude": 1.5 if i % 2 else None,
         "count": i, "flag": i % 2 == 0, "kind": "B", "properties": {"k": "日本"} if i % 2 else None,
-        "location": {"city": "Zürich"} if i % 4 == 0 else None, "tags": ["x", str(i)], "either": i if i % 5 == 0 else None,
+        "location": {"city": "Zürich"} if i % 4 == 0 else None, "tags": ["x", str(i)],
+        "either": i if i % 5 == 0 else None,
     }
 
 

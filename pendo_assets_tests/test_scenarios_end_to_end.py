@@ -35,10 +35,11 @@ EVENTS_PER_DAY = {"demo": 60}
 # 2-30 s each; `small` is left unmarked so `make test-fast` still syncs one scenario end to end.
 SCENARIO_CASES = [pytest.param(name, marks=() if name == "small" else pytest.mark.slow) for name in LOADABLE]
 # Snowflake (fakesnow over HTTP) takes several times DuckDB's time per day, so `make test` syncs the scenarios
-# that exercise what differs there: stale/valid queries, new columns (ALTER before the transaction), awkward ids,
-# a missing file, multi-file days. PENDO_SNOWFLAKE_SCENARIOS=all runs every loadable scenario (about 40 minutes).
+# that exercise what differs there: a rule change, its retroactive export and Pendo's stale/valid queries
+# (small), new columns (ALTER before the transaction), awkward ids. PENDO_SNOWFLAKE_SCENARIOS=all runs every loadable scenario (about 40
+# minutes; `make test-snowflake-all`).
 SNOWFLAKE_SCENARIOS = (LOADABLE if os.environ.get("PENDO_SNOWFLAKE_SCENARIOS") == "all" else
-                       ["small", "retroactive-separate", "schema-drift", "identifiers", "missing-file", "multi-file"])
+                       ["small", "schema-drift", "identifiers"])
 SNOWFLAKE_CASES = [pytest.param(name, marks=pytest.mark.slow) for name in SNOWFLAKE_SCENARIOS]
 
 
