@@ -97,7 +97,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
     tables = sorted(set(tables), key=list(EventTable).index)
     crash_point(MANIFEST_READ)
     with warehouse.session() as session:
-        _record_manifest(session, app, manifest, folders, run_id)
+        record_catalog(session, app, manifest, folders, run_id)
         cataloged = exports_for_day(session, app, day)
         folders.update(folders_of(app, cataloged, expected))
         plan = plan_day(cataloged, day)
@@ -118,8 +118,8 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
                 for planned, loaded in zip(plan.tables[t].slices, done.rows_per_slice)])
 
         order = [path for r in replacements for s in r.slices for path in s.files]
-        with _Files(store, app, order) as files:
-            for t, done in zip(stale, _replace(session, app, replacements, _DecodedEvents(files, app, day, progress),
+        with ExportFiles(store, app, order) as files:
+            for t, done in zip(stale, replace_atomically(session, app, replacements, DecodedRows(files, app, day, progress),
                                                bookkeeping, "The day was not changed")):
                 results[t].rows, results[t].files = done.rows, done.files
         for t in tables:
@@ -144,7 +144,7 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
     expected = expected_location(store.location, manifest.exports)
     folders = folders_of(app, manifest.exports, expected)
     with warehouse.session() as session:
-        _record_manifest(session, app, manifest, folders, run_id)
+        record_catalog(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
         folders.update(folders_of(app, cataloged, expected))
         plans = plan_definitions(cataloged)
@@ -171,8 +171,8 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                 LoadLogRow(t.table_name, None, source.counter, None, source.files, None, loaded)
                 for t, done in zip(stale, replaced) for source, loaded in zip(sources[t], done.rows_per_slice)])
 
-        with _Files(store, app) as files:
-            for t, done in zip(stale, _replace(session, app, replacements, _DecodedEvents(files, app, None, progress),
+        with ExportFiles(store, app) as files:
+            for t, done in zip(stale, replace_atomically(session, app, replacements, DecodedRows(files, app, None, progress),
                                                bookkeeping, "Nothing was changed")):
                 results[t].rows = done.rows
                 results[t].columns = session.table_columns(app.schema_name, t.table_name) or {}
@@ -231,32 +231,35 @@ def _built_from(folders: dict[int, str], counters: Iterable[int]) -> ExportRefs:
 
 
 def _require_files(store: ExportStore, app: AppLocation, folders: dict[int, str], slices: list[Slice]) -> None:
-    """Every file the slices list must exist: one listing per export folder, or, where the store may not
+    require_files(store, app.label, [(folders[s.counter], _file_path(app, folders, s.counter, name, s.describe()),
+                                      s.describe()) for s in slices for name in s.files])
+
+
+def require_files(store: ExportStore, label: str, wanted: list[tuple[str, str, str]]) -> None:
+    """Every (folder, path, where) file must exist: one listing per export folder, or, where the store may not
     list (Pendo's hosted bucket can grant reads only), one request per file."""
-    wanted: dict[str, list[tuple[str, Slice]]] = {}
-    for s in slices:
-        for name in s.files:
-            path = _file_path(app, folders, s.counter, name, s.describe())
-            wanted.setdefault(folders[s.counter], []).append((path, s))
+    by_folder: dict[str, list[tuple[str, str]]] = {}
+    for folder, path, where in wanted:
+        by_folder.setdefault(folder, []).append((path, where))
     missing = []
-    for folder, files in wanted.items():
+    for folder, files in by_folder.items():
         listed = store.list_files(folder)
-        for path, s in files:
+        for path, where in files:
             try:
                 found = path in listed if listed is not None else store.exists(path)
             except StoreUnavailable as exc:
-                raise LoadError(f"{app.label}, {s.describe()}: {exc}. Nothing was deleted or loaded.") from None
+                raise LoadError(f"{label}, {where}: {exc}. Nothing was deleted or loaded.") from None
             if not found:
-                missing.append(f"{store.url}/{path} ({s.describe()})")
+                missing.append(f"{store.url}/{path} ({where})")
     if missing:
         raise LoadError(
-            f"{app.label}: {len(missing)} listed file(s) missing, so nothing was deleted or loaded: "
+            f"{label}: {len(missing)} listed file(s) missing, so nothing was deleted or loaded: "
             + "; ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             + ". If Pendo is still uploading, the next sync will load it; otherwise ask Pendo to re-export.")
 
 
-def _record_manifest(session: WarehouseSession, app: AppLocation, manifest: ExportManifest, folders: dict[int, str],
-                     run_id: str) -> None:
+def record_catalog(session: WarehouseSession, app: AppLocation, manifest: ExportManifest, folders: dict[int, str],
+                   run_id: str) -> None:
     """Catalog the manifest's new entries in a transaction of their own: they stay true whatever the load does."""
     ensure_bookkeeping(session)
     with session.transaction():
@@ -273,26 +276,26 @@ def _event_replacement(session: WarehouseSession, store: ExportStore, app: AppLo
         fill = {MATCHABLE_COLUMN: s.matchable_id} if plan.table.is_matched else {}
         slices.append(SliceRows(s.describe(), paths, s.event_count, fill))
         for path in paths:
-            columns.append((s.describe(), path, _header_columns(store, app, s.describe(), path)))
+            columns.append((s.describe(), path, header_columns(store, app, s.describe(), path)))
     if plan.table.is_matched and columns:  # a matched file may omit its matchableId: the slice gives it
         matchable = Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())
         columns.append((f"{plan.table.value} day {plan.day}", "", [matchable]))
     key = (EVENT_ID_COLUMN, MATCHABLE_COLUMN) if plan.table.is_matched else (EVENT_ID_COLUMN,)
-    merged = _ensure_columns(session, app, plan.table.value, columns, result)
+    merged = ensure_columns(session, app, plan.table.value, columns, result)
     return Replacement(app.schema_name, plan.table.value, plan.day, tuple(slices), merged,
                        key if EVENT_ID_COLUMN in {c.name for c in merged} else ())
 
 
-def _header_columns(store: ExportStore, app: AppLocation, where: str, path: str) -> list[Column]:
+def header_columns(store: ExportStore, app: AppLocation, where: str, path: str) -> list[Column]:
     try:
         with store.open(path, block_size=HEADER_BLOCK_BYTES) as handle:
             return read_columns(handle, f"{store.url}/{path}")
     except FILE_ERRORS as exc:
-        raise LoadError(f"{app.label}, {where}: {exc}. The day was not changed.") from None
+        raise LoadError(f"{app.label}, {where}: {exc}. Nothing was changed.") from None
 
 
-def _ensure_columns(session: WarehouseSession, app: AppLocation, table: str,
-                    columns: list[tuple[str, str, list[Column]]], result: TableLoad) -> tuple[Column, ...]:
+def ensure_columns(session: WarehouseSession, app: AppLocation, table: str,
+                   columns: list[tuple[str, str, list[Column]]], result: TableLoad) -> tuple[Column, ...]:
     """Create the table or add the columns it lacks, before the load's transaction; the union of the columns."""
     merged: dict[str, Column] = {}
     seen: set[tuple] = set()
@@ -316,7 +319,7 @@ def _definitions_replacement(session: WarehouseSession, store: ExportStore, app:
     table = plan.table.table_name
     columns, merged = [], []
     sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
-    with _Files(store, app) as files:
+    with ExportFiles(store, app) as files:
         for source_export in sources:
             where = f"export {source_export.counter}, {table} definitions"
             batches: list[pa.RecordBatch] = []
@@ -336,12 +339,12 @@ def _definitions_replacement(session: WarehouseSession, store: ExportStore, app:
     slices = tuple(SliceRows(f"export {e.counter}, {table} definitions", rows=rows)
                    for e, rows in zip(sources, merged))
     key = (plan.table.id_column,) if all(plan.table.id_column in m.column_names for m in merged if m.num_rows) else ()
-    return Replacement(app.schema_name, table, None, slices, _ensure_columns(session, app, table, columns, result),
+    return Replacement(app.schema_name, table, None, slices, ensure_columns(session, app, table, columns, result),
                        key)
 
 
-def _replace(session: WarehouseSession, app: AppLocation, replacements: list[Replacement],
-             decoded: "_DecodedEvents", bookkeeping: Bookkeeping, unchanged: str) -> list[Replaced]:
+def replace_atomically(session: WarehouseSession, app: AppLocation, replacements: list[Replacement],
+                       decoded: "DecodedRows", bookkeeping: Bookkeeping, unchanged: str) -> list[Replaced]:
     if not replacements:
         return []
     try:
@@ -374,7 +377,7 @@ def _unchanged(session: WarehouseSession, app: AppLocation, table: str, where: d
     return result
 
 
-class _Files:
+class ExportFiles:
     """A load's files, each opened when its turn comes, with the next one in `order` opened alongside.
 
     The next file starts decoding as soon as this one is decoded, so the decoder keeps working while the
@@ -387,7 +390,7 @@ class _Files:
         self.upcoming = list(order)
         self.prefetched: _OpenedFile | None = None
 
-    def __enter__(self) -> "_Files":
+    def __enter__(self) -> "ExportFiles":
         return self
 
     def __exit__(self, *_) -> None:
@@ -416,7 +419,7 @@ class _Files:
                 raise current.error
             yield current.columns, current.batches, current.source
         except FILE_ERRORS as exc:
-            raise LoadError(f"{self.app.label}, {where}: {exc}. The day was not changed.") from None
+            raise LoadError(f"{self.app.label}, {where}: {exc}. Nothing was changed.") from None
         finally:
             current.close()
 
@@ -452,12 +455,12 @@ def _file_path(app: AppLocation, folders: dict[int, str], counter: int, name: st
         raise LoadError(f"{exc}. Nothing was loaded.") from None
 
 
-class _DecodedEvents:
+class DecodedRows:
     """Decoded rows of the load's files for warehouses that load through Python: each file's batches completed
     with the slice's fill, checked for the day as they stream (naming the file, which the warehouse's own day
     check cannot), counted for progress. An error is kept, since the warehouse may see only its stream fail."""
 
-    def __init__(self, files: "_Files", app: AppLocation, day: date | None, progress: Progress):
+    def __init__(self, files: "ExportFiles", app: AppLocation, day: date | None, progress: Progress):
         self.files, self.app, self.day, self.progress = files, app, day, progress
         self.error: Exception | None = None
         self.rows: dict[tuple[str, date | None], int] = {}
@@ -490,7 +493,7 @@ class _DecodedEvents:
                 yield batch
                 crash_point(BATCH_INSERTED)
         except Exception as exc:
-            self.error = LoadError(f"{self.app.label}, {slice_rows.describe}: {exc}. The day was not changed.") \
+            self.error = LoadError(f"{self.app.label}, {slice_rows.describe}: {exc}. Nothing was changed.") \
                 if isinstance(exc, (*FILE_ERRORS, DayMismatch)) else exc
             raise
 

@@ -35,8 +35,38 @@ class SliceRows:
 
 
 @dataclass(frozen=True)
+class Upsert:
+    """The slices' rows are one export's, tagged with its counter and folder (the slices' `fill`), and replace the
+    rows of the same `key` from earlier exports instead of a day or the whole table. A later export's rows win
+    whatever order exports are applied in, so a rebuild or a late-arriving export never undoes a newer row."""
+
+    key: str
+    counter: int
+    folder: str
+    counter_column: str
+    folder_column: str
+
+
+@dataclass(frozen=True)
+class Unpivot:
+    """Rows the warehouse derives from the same export's rows in another table of the load: one row per key and
+    wide column holding a value, with that column's attributes from `fields_table` (matched on `name_column`) and
+    the value as JSON (DuckDB) or VARIANT (Snowflake), so lists and numbers keep their types."""
+
+    source_table: str
+    source_key: str
+    fields_table: str
+    name_column: str
+    attributes: tuple[str, ...]
+    wide_columns: tuple[str, ...]
+    value_column: str
+
+
+@dataclass(frozen=True)
 class Replacement:
-    """Replace a table's rows of one periodId day (or the whole table when `day` is None) with the slices' rows."""
+    """Replace a table's rows of one periodId day (or the whole table when `day` is None) with the slices' rows;
+    with `upsert`, replace only the rows of the keys the new rows carry; with `unpivot`, the rows are derived in
+    the warehouse from an earlier replacement of the same load."""
 
     schema: str
     table: str
@@ -46,9 +76,13 @@ class Replacement:
     columns: tuple[Column, ...]
     # Columns no two rows of the day may share (Pendo's events are unique per day).
     unique_key: tuple[str, ...] = ()
+    upsert: Upsert | None = None
+    unpivot: Unpivot | None = None
 
     @property
     def describe(self) -> str:
+        if self.upsert is not None:
+            return f"{self.table} from export {self.upsert.counter}"
         return f"{self.table} day {self.day}" if self.day is not None else self.table
 
 
@@ -86,6 +120,10 @@ class WarehouseSession(Protocol):
         """A column, table or schema name as this warehouse stores it, quoted (see `sql.quote_ident`)."""
         ...
 
+    def json_value(self, expression: str) -> str:
+        """SQL turning `expression` into this warehouse's JSON value (DuckDB JSON, Snowflake VARIANT)."""
+        ...
+
     def table_columns(self, schema: str, table: str) -> dict[str, str] | None:
         """Column name -> the warehouse's SQL type, or None when the table does not exist."""
         ...
@@ -100,8 +138,8 @@ class WarehouseSession(Protocol):
 
     def replace(self, replacements: Sequence[Replacement], files: DecodedFiles,
                 bookkeeping: Bookkeeping) -> list[Replaced]:
-        """In one transaction: delete each replacement's day, load its slices, run `checks.check_replaced`,
-        write the bookkeeping, commit. Any failure rolls everything back."""
+        """In one transaction: clear each replacement's scope and load its slices (`scopes`), settle the upserts,
+        run `checks.check_replaced`, write the bookkeeping, commit. Any failure rolls everything back."""
         ...
 
     def insert(self, schema: str, table: str, rows: pa.RecordBatch | pa.Table | pa.RecordBatchReader) -> int:

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
+from pendo_assets.pendo.metadata import MetadataExport, MetadataLocation
 from pendo_assets.pendo.models import (AllEventsSlice, BillOfMaterials, ExportEntry, ExportManifest,
                                        MatchedSlice, Period)
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, MatchableType
@@ -30,6 +31,7 @@ CATALOG = "EXPORT_CATALOG"
 CATALOG_SLICES = "EXPORT_CATALOG_SLICES"
 LEDGER = "LEDGER"
 LOAD_LOG = "LOAD_LOG"
+METADATA_CATALOG = "METADATA_EXPORT_CATALOG"
 
 _DDL = {
     CATALOG: """subscription_id VARCHAR, application_id VARCHAR, counter BIGINT, export_folder VARCHAR,
@@ -44,6 +46,9 @@ _DDL = {
     LOAD_LOG: """loaded_at TIMESTAMP, run_id VARCHAR, subscription_id VARCHAR, application_id VARCHAR,
         table_name VARCHAR, period_day DATE, export_counter BIGINT, matchable_id VARCHAR, files VARCHAR,
         expected_rows BIGINT, loaded_rows BIGINT""",
+    METADATA_CATALOG: """subscription_id VARCHAR, kind VARCHAR, counter BIGINT, export_folder VARCHAR,
+        root_url VARCHAR, finish_time VARCHAR, bom_timestamp VARCHAR, record_files VARCHAR, record_count BIGINT,
+        schema_files VARCHAR, first_seen_at TIMESTAMP, first_seen_by_run VARCHAR""",
 }
 
 _SLICE_SCHEMA = pa.schema([
@@ -116,6 +121,49 @@ def record_manifest(session: WarehouseSession, app: AppLocation, manifest: Expor
              json.dumps({t.manifest_key: list(f) for t, f in bom.definition_files.items()}), now, run_id])
     session.insert(SCHEMA, CATALOG_SLICES, _slice_rows(app, new))
     return [e.counter for e in new]
+
+
+def record_metadata_manifest(session: WarehouseSession, location: MetadataLocation,
+                             exports: Sequence[MetadataExport], folders: dict[int, str], run_id: str) -> list[int]:
+    """Like `record_manifest`, for a visitor or account manifest: every export stays known after it rotates out."""
+    owner = [location.subscription_id, location.kind.value]
+    known = dict(session.query(
+        f"SELECT counter, export_folder FROM {qualified(SCHEMA, METADATA_CATALOG)} "
+        "WHERE subscription_id = ? AND kind = ?", owner))
+    new = [e for e in exports if known.get(e.counter) != folders[e.counter]]
+    if not new:
+        return []
+    session.delete(SCHEMA, METADATA_CATALOG, {"subscription_id": location.subscription_id,
+                                              "kind": location.kind.value, "counter": tuple(e.counter for e in new)})
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for e in new:
+        session.execute(
+            f"INSERT INTO {qualified(SCHEMA, METADATA_CATALOG)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [*owner, e.counter, folders[e.counter], e.root_url, e.finish_time, e.timestamp,
+             json.dumps(list(e.record_files)), e.record_count, json.dumps(list(e.schema_files)), now, run_id])
+    return [e.counter for e in new]
+
+
+def cataloged_metadata_exports(session: WarehouseSession, location: MetadataLocation) -> list[MetadataExport]:
+    """Every visitor or account export ever seen, in counter order."""
+    rows = session.query(
+        f"SELECT counter, root_url, finish_time, bom_timestamp, record_files, schema_files, record_count "
+        f"FROM {qualified(SCHEMA, METADATA_CATALOG)} WHERE subscription_id = ? AND kind = ? ORDER BY counter",
+        [location.subscription_id, location.kind.value])
+    return [MetadataExport(counter, root_url, finish, timestamp, tuple(json.loads(records)),
+                           tuple(json.loads(schemas)), count)
+            for counter, root_url, finish, timestamp, records, schemas, count in rows]
+
+
+def ledger_owner(location: MetadataLocation) -> AppLocation:
+    """Visitor and account loads keep their ledger and load log rows under the kind's folder name in place of an
+    application id (`visitor`, `account`), which no app folder can be."""
+    return AppLocation(location.subscription_id, location.kind.folder)
+
+
+def applied_metadata_exports(session: WarehouseSession, location: MetadataLocation) -> ExportRefs:
+    """The exports whose rows the visitor or account tables hold, by the ledger written with them."""
+    return ledger_of_definitions(session, ledger_owner(location)).get(location.kind.records_table, frozenset())
 
 
 def exports_for_day(session: WarehouseSession, app: AppLocation, day: date) -> list[ExportEntry]:

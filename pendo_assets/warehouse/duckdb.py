@@ -16,8 +16,9 @@ import pyarrow as pa
 from pendo_assets.crash_points import (DAY_DELETED, DEFINITIONS_DELETED, FILE_INSERTED, LOAD_LOG_WRITTEN,
                                        TABLE_REPLACED, crash_point)
 from pendo_assets.errors import UserError
-from pendo_assets.pendo.avro import PERIOD_COLUMN, Column, ColumnType, column_fits
+from pendo_assets.pendo.avro import Column, ColumnType, column_fits
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
+from pendo_assets.warehouse import scopes
 from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
 from pendo_assets.warehouse.checks import check_replaced
 from pendo_assets.warehouse.sql import qualified, quote_ident, where_clause
@@ -146,10 +147,9 @@ class DuckDBSession:
         with self.transaction():
             replaced = []
             for r in replacements:
-                if self.table_columns(r.schema, r.table) is not None:  # a day that only deletes may have none
-                    self.delete(r.schema, r.table, {PERIOD_COLUMN: r.day} if r.day is not None else {})
+                scopes.clear(self, r)
                 crash_point(DAY_DELETED if r.day is not None else DEFINITIONS_DELETED)
-                rows_per_slice, file_count = [], 0
+                rows_per_slice, file_count = [scopes.derive(self, r)] if r.unpivot is not None else [], 0
                 for slice_rows in r.slices:
                     loaded = self.insert(r.schema, r.table, slice_rows.rows) if slice_rows.rows is not None else 0
                     for path in slice_rows.files:
@@ -163,10 +163,15 @@ class DuckDBSession:
                     rows_per_slice.append(loaded)
                 replaced.append(Replaced(r, rows_per_slice, file_count))
                 crash_point(TABLE_REPLACED)
+            for r in replacements:
+                scopes.settle(self, r)
             check_replaced(self, replaced)
             bookkeeping(self, replaced)
             crash_point(LOAD_LOG_WRITTEN)
         return replaced
+
+    def json_value(self, expression: str) -> str:
+        return f"to_json({expression})"
 
     def table_columns(self, schema: str, table: str) -> dict[str, str] | None:
         rows = self.conn.execute(

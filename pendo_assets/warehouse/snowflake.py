@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from pendo_assets.crash_points import (DAY_DELETED, DEFINITIONS_DELETED, FILE_INSERTED, LOAD_LOG_WRITTEN,
                                        TABLE_REPLACED, crash_point)
-from pendo_assets.pendo.avro import PERIOD_COLUMN, Column, column_fits
+from pendo_assets.pendo.avro import Column, column_fits
+from pendo_assets.warehouse import scopes
 from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
 from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
 from pendo_assets.warehouse.checks import CheckFailed, check_replaced
@@ -96,6 +97,9 @@ class SnowflakeSession:
     def quote(self, name: str) -> str:
         return identifier(name)
 
+    def json_value(self, expression: str) -> str:
+        return f"TO_VARIANT({expression})"
+
     def table_columns(self, schema: str, table: str) -> dict[str, str] | None:
         rows = self._run("SELECT column_name, data_type FROM information_schema.columns "
                          "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
@@ -131,10 +135,9 @@ class SnowflakeSession:
             replaced = []
             for load in loads:
                 r = load.replacement
-                if self.table_columns(r.schema, r.table) is not None:  # a day that only deletes may have none
-                    self.delete(r.schema, r.table, {PERIOD_COLUMN: r.day} if r.day is not None else {})
+                scopes.clear(self, r)
                 crash_point(DAY_DELETED if r.day is not None else DEFINITIONS_DELETED)
-                loaded = [0] * len(r.slices)
+                loaded = [scopes.derive(self, r)] if r.unpivot is not None else [0] * len(r.slices)
                 if load.statements:  # names are qualified, but fakesnow's COPY wants a current schema too
                     self._run(f"USE SCHEMA {identifier(r.schema)}")
                 for statement in load.statements:
@@ -146,6 +149,8 @@ class SnowflakeSession:
                                       f"{sum(loaded)}")
                 replaced.append(Replaced(r, loaded, load.files))
                 crash_point(TABLE_REPLACED)
+            for r in replacements:
+                scopes.settle(self, r)
             check_replaced(self, replaced)
             bookkeeping(self, replaced)
             crash_point(LOAD_LOG_WRITTEN)
@@ -153,6 +158,8 @@ class SnowflakeSession:
 
     def _prepare(self, index: int, r: Replacement, files: DecodedFiles, scratch: Path) -> _Load:
         """Everything that must happen before BEGIN: the COPY statements, and for the staged path the PUTs."""
+        if r.unpivot is not None:  # derived from rows this load copies; nothing of its own to stage or copy
+            return _Load(r, [], {}, None, 0)
         paths = [path for s in r.slices for path in s.files]
         # A replacement without files (a day that only deletes a table's rows) stays here too: it copies nothing,
         # so it needs no temporary stage.

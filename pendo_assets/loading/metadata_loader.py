@@ -1,0 +1,181 @@
+"""Apply a subscription's visitor or account exports to the warehouse: one transaction per export.
+
+Each export updates three tables of `SUB_<sub>_VISITOR` (or `_ACCOUNT`) together: `VISITORS`, wide, one row
+per id with the file's columns; `VISITORMETADATASCHEMA`, the field catalog; and `VISITORMETADATA`, long, one row
+per id and field holding a value, derived in the warehouse from the wide rows and the catalog. An export's rows
+replace the same ids' (fields') rows of earlier exports; ids it does not carry are kept, since ongoing exports
+carry only the records that changed (`warehouse.scopes.settle`). Exports are applied in counter order, each one
+the ledger does not name yet, so a rebuilt warehouse replays every export its catalog holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pendo_assets.crash_points import CATALOG_WRITTEN, DEFINITIONS_COMMITTED, MANIFEST_READ, crash_point
+from pendo_assets.loading.loader import (DecodedRows, ExportFiles, LoadError, Progress, TableLoad, ensure_columns,
+                                         folders_of, header_columns, replace_atomically, require_files)
+from pendo_assets.pendo.avro import Column, ColumnType
+from pendo_assets.pendo.metadata import (EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_COLUMN, FIELD_ATTRIBUTES,
+                                         FIELD_NAME_COLUMN, RECORD_ID_COLUMN, VALUE_COLUMN, MetadataExport,
+                                         MetadataLocation, parse_metadata_manifest)
+from pendo_assets.pendo.models import ManifestError
+from pendo_assets.pendo.paths import expected_location, export_file_path
+from pendo_assets.stores.base import ExportStore, MissingExportFile
+from pendo_assets.warehouse.base import Replaced, Replacement, SliceRows, Unpivot, Upsert, Warehouse, WarehouseSession
+from pendo_assets.warehouse.bookkeeping import (LedgerRow, LoadLogRow, applied_metadata_exports,
+                                                cataloged_metadata_exports, ensure_bookkeeping, ledger_owner,
+                                                record_metadata_manifest, write_ledger, write_load_log)
+from pendo_assets.warehouse.checks import CheckFailed
+
+TAG_COLUMNS = (Column(EXPORT_COUNTER_COLUMN, ColumnType.INT64, pa.int64(), "long"),
+               Column(EXPORT_FOLDER_COLUMN, ColumnType.TEXT, pa.large_string()))
+_BOOLEAN_ATTRIBUTES = {"isDeleted", "isPerApp"}
+FIELD_COLUMNS = (
+    *(Column(a, ColumnType.BOOLEAN if a in _BOOLEAN_ATTRIBUTES else ColumnType.TEXT,
+             pa.bool_() if a in _BOOLEAN_ATTRIBUTES else pa.large_string(),
+             "boolean" if a in _BOOLEAN_ATTRIBUTES else "string") for a in FIELD_ATTRIBUTES),
+    Column(FIELD_NAME_COLUMN, ColumnType.TEXT, pa.large_string()))
+
+
+@dataclass
+class MetadataLoad:
+    """What a load did: the exports it applied (in order), and each table's rows and columns afterwards."""
+
+    location: MetadataLocation
+    applied: list[int] = field(default_factory=list)
+    tables: dict[str, TableLoad] = field(default_factory=dict)
+
+
+def read_metadata_manifest(store: ExportStore, location: MetadataLocation) -> tuple[MetadataExport, ...]:
+    source = f"{store.url}/{location.manifest_path}"
+    try:
+        return parse_metadata_manifest(store.read_bytes(location.manifest_path), source, location.kind)
+    except MissingExportFile as exc:
+        raise LoadError(f"{location.label}: {exc}") from None
+    except ManifestError as exc:
+        raise LoadError(f"{location.label}: {exc}. Nothing was loaded; fix or wait for the manifest.") from None
+
+
+def pending_metadata_exports(session: WarehouseSession, location: MetadataLocation,
+                             cataloged: list[MetadataExport]) -> list[MetadataExport]:
+    applied = applied_metadata_exports(session, location)
+    return [e for e in cataloged if (e.counter, e.folder_name) not in applied]
+
+
+def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLocation, run_id: str,
+                  progress: Progress = lambda _: None) -> MetadataLoad:
+    """Catalog the manifest's new exports, then apply every export the warehouse does not hold yet, in counter
+    order, each in its own transaction. A failing export stops the load (later ones wait for it), naming the
+    subscription, kind, export and file."""
+    exports = read_metadata_manifest(store, location)
+    expected = expected_location(store.location, exports)
+    folders = folders_of(location, exports, expected)
+    crash_point(MANIFEST_READ)
+    result = MetadataLoad(location)
+    kind = location.kind
+    with warehouse.session() as session:
+        ensure_bookkeeping(session)
+        with session.transaction():
+            record_metadata_manifest(session, location, exports, folders, run_id)
+        crash_point(CATALOG_WRITTEN)
+        cataloged = cataloged_metadata_exports(session, location)
+        folders.update(folders_of(location, cataloged, expected))
+        for table in (kind.records_table, kind.metadata_table, kind.fields_table):
+            result.tables[table] = TableLoad(table, None, 0, None, ())
+        applied = applied_metadata_exports(session, location)
+        for export in pending_metadata_exports(session, location, cataloged):
+            _apply_export(session, store, location, folders[export.counter], export, applied, result, run_id,
+                          progress)
+            applied |= {(export.counter, export.folder_name)}
+            result.applied.append(export.counter)
+            crash_point(DEFINITIONS_COMMITTED)
+        for table, load in result.tables.items():
+            load.columns = session.table_columns(location.schema_name, table) or {}
+            load.rows = session.count(location.schema_name, table, {}) if load.columns else 0
+            load.unchanged = not result.applied
+            load.touched_by = tuple(result.applied)
+    progress(f"{location.label}: " + (f"applied export(s) {', '.join(map(str, result.applied))}; "
+                                      if result.applied else "nothing new; ")
+             + ", ".join(f"{t} {r.rows:,} rows" for t, r in result.tables.items()))
+    return result
+
+
+def _apply_export(session: WarehouseSession, store: ExportStore, location: MetadataLocation, folder: str,
+                  export: MetadataExport, applied: frozenset, result: MetadataLoad, run_id: str,
+                  progress: Progress) -> None:
+    kind, where = location.kind, f"export {export.counter}"
+    folder_name = folder.rsplit("/", 1)[-1]
+
+    def paths(names: tuple[str, ...]) -> list[str]:
+        try:
+            return [export_file_path(folder, name, f"{location.label}, {where}") for name in names]
+        except ManifestError as exc:
+            raise LoadError(f"{exc}. Nothing was loaded.") from None
+
+    record_paths, schema_paths = paths(export.record_files), paths(export.schema_files)
+    require_files(store, location.label, [(folder, path, where) for path in record_paths + schema_paths])
+    record_columns = [(where, path, header_columns(store, location, where, path)) for path in record_paths]
+    schema_columns = [(where, path, header_columns(store, location, where, path)) for path in schema_paths]
+    tables = result.tables
+    wide = ensure_columns(session, location, kind.records_table,
+                          [*record_columns, (where, "", list(TAG_COLUMNS))], tables[kind.records_table])
+    fields = ensure_columns(session, location, kind.fields_table,
+                            [*schema_columns, (where, "", [*FIELD_COLUMNS, *TAG_COLUMNS])], tables[kind.fields_table])
+    long_columns = [Column(kind.id_column, ColumnType.TEXT, pa.large_string()),
+                    *(c for c in FIELD_COLUMNS if c.name != FIELD_NAME_COLUMN),
+                    Column(VALUE_COLUMN, ColumnType.JSON, pa.large_string()), *TAG_COLUMNS]
+    long = ensure_columns(session, location, kind.metadata_table, [(where, "", long_columns)],
+                          tables[kind.metadata_table])
+    fill = {EXPORT_COUNTER_COLUMN: str(export.counter), EXPORT_FOLDER_COLUMN: folder_name}
+
+    def upsert(key: str) -> Upsert:
+        return Upsert(key, export.counter, folder_name, EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_COLUMN)
+
+    wide_names = tuple(dict.fromkeys(c.name for _, _, columns in record_columns for c in columns
+                                     if c.name != RECORD_ID_COLUMN))
+    replacements = [
+        Replacement(location.schema_name, kind.records_table, None,
+                    (SliceRows(f"{where}, {kind.plural}", tuple(record_paths), export.record_count, fill),),
+                    wide, (RECORD_ID_COLUMN,), upsert(RECORD_ID_COLUMN)),
+        Replacement(location.schema_name, kind.fields_table, None,
+                    (SliceRows(f"{where}, metadata schema", tuple(schema_paths), None, fill),),
+                    fields, (FIELD_NAME_COLUMN,), upsert(FIELD_NAME_COLUMN)),
+        Replacement(location.schema_name, kind.metadata_table, None, (), long, (kind.id_column, "group", "name"),
+                    upsert(kind.id_column),
+                    Unpivot(kind.records_table, RECORD_ID_COLUMN, kind.fields_table, FIELD_NAME_COLUMN,
+                            FIELD_ATTRIBUTES, wide_names, VALUE_COLUMN)),
+    ]
+
+    def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
+        _check_described(s, location)
+        write_ledger(s, ledger_owner(location), run_id, [LedgerRow(
+            kind.records_table, None, frozenset(applied | {(export.counter, folder_name)}), replaced[0].rows)])
+        write_load_log(s, ledger_owner(location), run_id, [
+            LoadLogRow(done.replacement.table, None, export.counter, None,
+                       [p for sl in done.replacement.slices for p in sl.files],
+                       done.replacement.slices[0].expected_rows if done.replacement.slices else None, done.rows)
+            for done in replaced])
+
+    with ExportFiles(store, location, [p for r in replacements for sl in r.slices for p in sl.files]) as files:
+        replaced = replace_atomically(session, location, replacements, DecodedRows(files, location, None, progress),
+                                      bookkeeping, f"Export {export.counter} was not applied")
+    for done in replaced:
+        tables[done.replacement.table].files += done.files
+    progress(f"{location.label}, {where}: " + ", ".join(f"{d.replacement.table} {d.rows:,} rows" for d in replaced))
+
+
+def _check_described(session: WarehouseSession, location: MetadataLocation) -> None:
+    """Every wide column is a field of the catalog (or the id and export tags): otherwise its meaning is unknown."""
+    kind = location.kind
+    columns = session.table_columns(location.schema_name, kind.records_table) or {}
+    q = session.quote
+    described = {str(name).lower() for (name,) in session.query(
+        f"SELECT DISTINCT {q(FIELD_NAME_COLUMN)} FROM {q(location.schema_name)}.{q(kind.fields_table)}")}
+    own = {RECORD_ID_COLUMN.lower(), EXPORT_COUNTER_COLUMN.lower(), EXPORT_FOLDER_COLUMN.lower()}
+    undescribed = sorted(c for c in columns if c.lower() not in described | own)
+    if undescribed:
+        raise CheckFailed(f"{kind.records_table} has column(s) {', '.join(undescribed)} that no "
+                          f"{kind.fields_table} row describes (metadataschema.avro lacks them)")
