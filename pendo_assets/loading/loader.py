@@ -119,8 +119,9 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
 
         order = [path for r in replacements for s in r.slices for path in s.files]
         with ExportFiles(store, app, order) as files:
-            for t, done in zip(stale, replace_atomically(session, app, replacements, DecodedRows(files, app, day, progress),
-                                               bookkeeping, "The day was not changed")):
+            replaced = replace_atomically(session, app, replacements, DecodedRows(files, app, day, progress),
+                                          bookkeeping, "The day was not changed")
+            for t, done in zip(stale, replaced):
                 results[t].rows, results[t].files = done.rows, done.files
         for t in tables:
             if t in stale:
@@ -172,8 +173,9 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                 for t, done in zip(stale, replaced) for source, loaded in zip(sources[t], done.rows_per_slice)])
 
         with ExportFiles(store, app) as files:
-            for t, done in zip(stale, replace_atomically(session, app, replacements, DecodedRows(files, app, None, progress),
-                                               bookkeeping, "Nothing was changed")):
+            replaced = replace_atomically(session, app, replacements, DecodedRows(files, app, None, progress),
+                                          bookkeeping, "Nothing was changed")
+            for t, done in zip(stale, replaced):
                 results[t].rows = done.rows
                 results[t].columns = session.table_columns(app.schema_name, t.table_name) or {}
     crash_point(DEFINITIONS_COMMITTED)
