@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from pendo_assets.loading.loader import folders_of
+from pendo_assets.loading.metadata_loader import read_metadata_manifest
+from pendo_assets.pendo.metadata import MetadataLocation
 from pendo_assets.pendo.models import ExportManifest
 from pendo_assets.pendo.paths import expected_location
 from pendo_assets.pendo.plan import build_sources
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore
 from pendo_assets.warehouse.base import Warehouse
-from pendo_assets.warehouse.bookkeeping import cataloged_exports, ensure_bookkeeping, ledger_of_app
+from pendo_assets.warehouse.bookkeeping import (applied_metadata_exports, cataloged_exports,
+                                                cataloged_metadata_exports, ensure_bookkeeping, ledger_of_app)
 
 
 @dataclass
@@ -53,3 +56,15 @@ def out_of_date(store: ExportStore, warehouse: Warehouse, app: AppLocation, mani
         definitions={table: counters for table, counters in sources.definitions.items()
                      if not current(table.table_name, None, counters)},
         folders=folders)
+
+
+def metadata_out_of_date(store: ExportStore, warehouse: Warehouse, location: MetadataLocation) -> list[int]:
+    """Counters of the visitor or account exports (catalog plus manifest) whose rows the warehouse lacks."""
+    listed = read_metadata_manifest(store, location)
+    folders_of(location, listed, expected_location(store.location, listed))  # refuse a bad rootUrl now
+    with warehouse.session() as session:
+        ensure_bookkeeping(session)
+        exports = {e.counter: e for e in cataloged_metadata_exports(session, location)}
+        applied = applied_metadata_exports(session, location)
+    exports.update((e.counter, e) for e in listed)
+    return sorted(c for c, e in exports.items() if (c, e.folder_name) not in applied)

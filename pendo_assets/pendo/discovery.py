@@ -1,14 +1,17 @@
-"""Find every exported app under an export root:
-`datasync/<subscriptionId>/<applicationId>/exportmanifest.json`."""
+"""Find every exported app under an export root, `datasync/<subscriptionId>/<applicationId>/exportmanifest.json`,
+and each subscription's visitor and account exports, `datasync/<subscriptionId>/visitor|account/`."""
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from pendo_assets.errors import UserError
+from pendo_assets.pendo.metadata import MetadataKind, MetadataLocation
 from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.stores.base import ExportStore
 
 # Subscription-level metadata exports sit beside the app folders; they are not apps.
-SUBSCRIPTION_LEVEL_FOLDERS = frozenset({"account", "visitor"})
+SUBSCRIPTION_LEVEL_FOLDERS = frozenset(kind.folder for kind in MetadataKind)
 
 
 def discover_apps(store: ExportStore) -> list[AppLocation]:
@@ -21,6 +24,16 @@ def discover_apps(store: ExportStore) -> list[AppLocation]:
             if store.exists(app.manifest_path):
                 apps.append(app)
     return sorted(apps)
+
+
+def discover_metadata(store: ExportStore, subscriptions: Iterable[str] | None = None) -> list[MetadataLocation]:
+    """The visitor and account exports that have a manifest: of every listed subscription, or of `subscriptions`
+    without listing (Pendo's hosted bucket may grant reads only), one existence check per manifest."""
+    if subscriptions is None:
+        subscriptions = store.list_folders("datasync")
+    found = [MetadataLocation(subscription_id, kind) for subscription_id in sorted(set(subscriptions))
+             for kind in MetadataKind]
+    return [location for location in found if store.exists(location.manifest_path)]
 
 
 def find_apps(store: ExportStore) -> list[AppLocation]:

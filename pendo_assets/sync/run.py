@@ -27,10 +27,10 @@ def sync(settings: Settings) -> SyncSummary:
 def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummary:
     """Each app's work comes from the warehouse (its ledger against the catalog and manifest), never from
     Dagster's history: a rebuilt, replaced or restored warehouse gets exactly what it lacks."""
-    from pendo_assets.definitions import build_app_assets_for, build_definitions
+    from pendo_assets.definitions import build_app_assets_for, build_definitions, build_metadata_assets_for
     from pendo_assets.defs.pending import pending_from_warehouse
     from pendo_assets.defs.resources import open_exports
-    from pendo_assets.loading.ledger import out_of_date
+    from pendo_assets.loading.ledger import metadata_out_of_date, out_of_date
     from pendo_assets.loading.loader import LoadError, read_manifest
     from pendo_assets.warehouse import open_warehouse
     from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
@@ -41,7 +41,9 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)
     partitions, apps = build_app_assets_for(settings)
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    metadata = build_metadata_assets_for(settings, [a.app for a in apps])
+    job = build_definitions(settings, [a.app for a in apps], [m.location for m in metadata]
+                            ).resolve_implicit_global_asset_job_def()
     summary = SyncSummary()
     print(f"exports:   {settings.exports}\nwarehouse: {settings.warehouse}\ndagster:   {os.environ['DAGSTER_HOME']}")
     if not apps:
@@ -68,6 +70,18 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
                 tags={**request.tags, **sync_run_tags()}, run_config=QUIET_RUN_CONFIG,
                 raise_on_error=False)
             summary.record(app_assets.prefix, instance, result)
+    for assets in metadata:
+        try:
+            pending = metadata_out_of_date(store, warehouse, assets.location)
+        except LoadError as exc:
+            summary.failures.append(str(exc))
+            continue
+        print(f"{assets.location.label}: {len(pending)} export(s) to apply"
+              + (f" ({', '.join(map(str, pending))})" if pending else ""))
+        if pending:
+            result = job.execute_in_process(instance=instance, asset_selection=assets.keys,
+                                            tags=sync_run_tags(), run_config=QUIET_RUN_CONFIG, raise_on_error=False)
+            summary.record(assets.prefix, instance, result)
     return summary
 
 
