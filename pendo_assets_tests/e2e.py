@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +13,8 @@ import fastavro
 
 from pendo_assets.definitions import build_definitions
 from pendo_assets.generator import GeneratedExports, Truth, generate
+from pendo_assets.generator.metadata_exports import MetadataTruth
+from pendo_assets.pendo.metadata import MetadataKind, MetadataLocation
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.settings import Settings
 from pendo_assets.sync import step_failures
@@ -99,6 +101,65 @@ def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
             rows = read_table(warehouse, app, table, [id_column, "name"])
             assert {i: n for i, n in rows} == {i: d["name"] for i, d in by_id.items()}, (app, table)
             assert len(rows) == len(by_id), f"{table} has duplicate ids"
+    for subscription in getattr(generated, "subscriptions", []):
+        for kind, truth in ((MetadataKind.VISITOR, subscription.visitor_truth),
+                            (MetadataKind.ACCOUNT, subscription.account_truth)):
+            assert_metadata_matches_truth(warehouse, MetadataLocation(subscription.subscription_id, kind), truth)
+
+
+def assert_metadata_matches_truth(warehouse: Warehouse, location: MetadataLocation, truth: MetadataTruth) -> None:
+    """The wide table holds each id's latest exported row, the catalog each field's latest description, and the
+    long table one row per id and non-null field, its value typed as JSON."""
+    kind = location.kind
+    records = {row.pop("id"): row for row in read_all(warehouse, location.schema_name, kind.records_table)}
+    assert set(records) == set(truth.records), location.label
+    for entity_id, expected in truth.records.items():
+        row = records[entity_id]
+        for name, value in expected.items():
+            assert comparable(row[name.lower()], value) == comparable(value, value), (location.label, entity_id, name)
+        for name in set(row) - {n.lower() for n in expected} - {"exportcounter", "exportfolder"}:
+            assert row[name] is None, f"{entity_id}: {name} was not in its latest export, so it must read NULL"
+    fields = {row["avrofieldname"]: row for row in read_all(warehouse, location.schema_name, kind.fields_table)}
+    assert set(fields) == set(truth.fields), location.label
+    for name, expected in truth.fields.items():
+        assert {k.lower(): v for k, v in expected.items()} == {
+            k: v for k, v in fields[name].items() if k not in ("exportcounter", "exportfolder")}, name
+    long_rows = read_all(warehouse, location.schema_name, kind.metadata_table)
+    loaded = sorted(((r[kind.id_column.lower()], r["group"], r["name"], json.loads(r["value"])) for r in long_rows),
+                    key=lambda row: row[:3])
+    wanted = sorted(((entity_id, truth.fields[name]["group"], truth.fields[name]["name"], value)
+                     for entity_id, row in truth.records.items() for name, value in row.items() if value is not None),
+                    key=lambda row: row[:3])
+    assert [(i, g, n, comparable(v, w)) for (i, g, n, v), (*_, w) in zip(loaded, wanted)] == \
+        [(i, g, n, comparable(w, w)) for i, g, n, w in wanted], location.label
+
+
+def read_all(warehouse: Warehouse, schema: str, table: str) -> list[dict]:
+    """Every row, keyed by lower-cased column name (Snowflake upper-cases them). Times are read as text: fakesnow
+    (0.12.1) returns a NULL TIMESTAMP_NTZ to the client as 1970-01-01 00:00:00, though `IS NULL` holds for it."""
+    with warehouse.session() as session:
+        columns = session.table_columns(schema, table)
+        if columns is None:
+            return []
+        selected = ", ".join(f"CAST({session.quote(c)} AS VARCHAR)" if "TIMESTAMP" in sql_type.upper()
+                             else session.quote(c) for c, sql_type in columns.items())
+        rows = session.query(f"SELECT {selected} FROM {session.quote(schema)}.{session.quote(table)}")
+    return [dict(zip((c.lower() for c in columns), row)) for row in rows]
+
+
+def comparable(loaded: object, like: object) -> object:
+    """`loaded` in the shape of the truth value `like`: lists from JSON text, times as naive UTC to the millisecond,
+    floats rounded (a warehouse may store doubles in text form)."""
+    if isinstance(like, list) and isinstance(loaded, str):
+        loaded = json.loads(loaded)
+    if isinstance(like, datetime) or (isinstance(like, str) and isinstance(loaded, datetime)):
+        moment = datetime.fromisoformat(str(loaded).replace("T", " ")) if isinstance(loaded, str) else loaded
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if isinstance(like, float):
+        return round(float(loaded), 6)
+    return loaded
 
 
 def from_day(truth: Truth, first_day: date) -> Truth:
