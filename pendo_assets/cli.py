@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     _location_flags(sync)
     sync.set_defaults(run=run_sync)
 
-    apps = commands.add_parser("apps", help="list the apps found under the export root")
+    apps = commands.add_parser("apps", help="list the apps, and the visitor and account exports, found under the "
+                                            "export root")
     _location_flags(apps)
     apps.set_defaults(run=run_apps)
 
@@ -124,12 +125,15 @@ def _debug_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_apps(args: argparse.Namespace) -> int:
     from pendo_assets.defs.resources import open_exports
-    from pendo_assets.pendo.discovery import find_apps, no_apps_yet
+    from pendo_assets.pendo.discovery import discover_metadata, find_apps, no_apps_yet
 
     settings = Settings.from_env(exports=args.exports, warehouse=args.warehouse)
-    apps = list(settings.apps) or find_apps(open_exports(settings.exports))
+    store = open_exports(settings.exports)
+    apps = list(settings.apps) or find_apps(store)
     for app in apps:
         print(f"{app.subscription_id}\t{app.application_id}\t{app.schema_name}")
+    for location in discover_metadata(store, {a.subscription_id for a in settings.apps} if settings.apps else None):
+        print(f"{location.subscription_id}\t{location.kind.folder}\t{location.schema_name}")
     if not apps:
         print(no_apps_yet(settings.exports), file=sys.stderr)
     return 0

@@ -14,7 +14,9 @@ from pendo_assets.sync import print_summary, sync
 from pendo_assets.generator import generate
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
-from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
+from pendo_assets.warehouse.base import WarehouseSession
+from pendo_assets.warehouse.pendo_queries import (STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS,
+                                                  events_per_account)
 from pendo_assets.warehouse.sql import quote_ident
 
 def main() -> int:
@@ -42,11 +44,29 @@ def _demo() -> int:
             stale, valid = (len(session.query(sql)) for sql in (STALE_MATCHED_FEATURE_EVENTS,
                                                                  VALID_MATCHED_FEATURE_EVENTS))
             print(f"{schema:40} stale matched feature events: {stale:6}   valid: {valid:6}")
+        _visitors_and_accounts(session, schemas)
     print(f"\nLoaded into {settings.warehouse}. To browse the assets, partitions, checks and sensor runs:\n"
           "  make ui        # then open http://127.0.0.1:3000\n"
           f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse}', read_only=True)"
           ".sql('SHOW ALL TABLES'))\"")
     return 1 if failed else 0
+
+
+def _visitors_and_accounts(session: WarehouseSession, app_schemas: list[str]) -> None:
+    """Per subscription: its visitors and accounts, and each app's events joined to them."""
+    print("\n== Visitors and accounts, and each app's events joined to them "
+          "(ALLEVENTS.visitorId = VISITORS.id, ALLEVENTS.accountId = ACCOUNTS.id)")
+    for app_schema in app_schemas:
+        subscription = app_schema.split("_APP_", 1)[0]
+        visitors, accounts = f"{subscription}_VISITOR", f"{subscription}_ACCOUNT"
+        if session.table_columns(visitors, "VISITORS") is None or session.table_columns(accounts, "ACCOUNTS") is None:
+            print(f"{app_schema:40} no visitor or account exports")
+            continue
+        rows = session.query(events_per_account(*map(session.quote, (app_schema, visitors, accounts))))
+        print(f"{app_schema:40} visitors: {session.count(visitors, 'VISITORS', {}):5}   "
+              f"accounts: {session.count(accounts, 'ACCOUNTS', {}):3}   "
+              f"events joined to both: {sum(events for _, events, _ in rows):6}"
+              + (f"   busiest account: {rows[0][0]} ({rows[0][1]} events)" if rows else ""))
 
 
 if __name__ == "__main__":
