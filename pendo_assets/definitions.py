@@ -2,8 +2,9 @@
 one group for its visitor and account tables (`defs/metadata_assets.py`).
 
 The apps are those configured (PENDO_APPS) or, by default, those discovery finds by listing the export
-root when the code location loads; visitor and account exports are looked for in their subscriptions. What it found is kept as the location's reconstruction metadata,
-so every run worker builds the same assets without reaching the bucket again. A root that cannot be
+root when the code location loads; visitor and account exports are looked for in their subscriptions.
+What it found is kept as the location's reconstruction metadata, so every run worker builds the same
+assets without reaching the bucket again. A root that cannot be
 read (missing, unreachable, refused) leaves the location loaded and empty: the always-present
 `pendo_discovery` sensor then says why on each tick, and the location picks the apps up when it is
 reloaded.

@@ -155,6 +155,8 @@ SCENARIOS: dict[str, Scenario] = {
         subscriptions=_acme(_crm(visitors=40)),
         export_days=5,
         metadata_exports=MetadataExports(rows_per_file=15, field_added_day=3, field_deleted_day=4),
+        # The full export, then the day a field appears, the day another is deleted, and the last delta.
+        sync_days=(1, 3, 4, 5),
     ),
     "definition-lifecycle": Scenario(
         description="rename day 3; rule change day 5 (stale until retroactive day 6); delete day 8",
