@@ -22,9 +22,13 @@ LOAD_LOG_WRITTEN = "load-log-written"
 DAY_COMMITTED = "day-committed"
 DEFINITIONS_DELETED = "definitions-deleted"
 DEFINITIONS_COMMITTED = "definitions-committed"
+# A visitor or account export: one table's earlier rows of this export deleted; the export committed.
+EXPORT_CLEARED = "export-cleared"
+EXPORT_APPLIED = "export-applied"
 
 POINTS = (MANIFEST_READ, CATALOG_WRITTEN, DAY_DELETED, BATCH_INSERTED, FILE_INSERTED, TABLE_REPLACED,
-          LOAD_LOG_WRITTEN, DAY_COMMITTED, DEFINITIONS_DELETED, DEFINITIONS_COMMITTED)
+          LOAD_LOG_WRITTEN, DAY_COMMITTED, DEFINITIONS_DELETED, DEFINITIONS_COMMITTED, EXPORT_CLEARED,
+          EXPORT_APPLIED)
 
 
 def _parse(value: str | None) -> tuple[str, int] | None:

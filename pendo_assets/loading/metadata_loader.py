@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pendo_assets.crash_points import CATALOG_WRITTEN, DEFINITIONS_COMMITTED, MANIFEST_READ, crash_point
+from pendo_assets.crash_points import CATALOG_WRITTEN, EXPORT_APPLIED, MANIFEST_READ, crash_point
 from pendo_assets.loading.loader import (DecodedRows, ExportFiles, LoadError, Progress, TableLoad, ensure_columns,
                                          folders_of, header_columns, replace_atomically, require_files)
 from pendo_assets.pendo.avro import Column, ColumnType
@@ -91,7 +91,7 @@ def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLo
                           progress)
             applied |= {(export.counter, export.folder_name)}
             result.applied.append(export.counter)
-            crash_point(DEFINITIONS_COMMITTED)
+            crash_point(EXPORT_APPLIED)
         for table, load in result.tables.items():
             load.columns = session.table_columns(location.schema_name, table) or {}
             load.rows = session.count(location.schema_name, table, {}) if load.columns else 0

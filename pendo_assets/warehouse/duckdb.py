@@ -13,8 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from pendo_assets.crash_points import (DAY_DELETED, DEFINITIONS_DELETED, FILE_INSERTED, LOAD_LOG_WRITTEN,
-                                       TABLE_REPLACED, crash_point)
+from pendo_assets.crash_points import FILE_INSERTED, LOAD_LOG_WRITTEN, TABLE_REPLACED, crash_point
 from pendo_assets.errors import UserError
 from pendo_assets.pendo.avro import Column, ColumnType, column_fits
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
@@ -148,7 +147,6 @@ class DuckDBSession:
             replaced = []
             for r in replacements:
                 scopes.clear(self, r)
-                crash_point(DAY_DELETED if r.day is not None else DEFINITIONS_DELETED)
                 rows_per_slice, file_count = [scopes.derive(self, r)] if r.unpivot is not None else [], 0
                 for slice_rows in r.slices:
                     loaded = self.insert(r.schema, r.table, slice_rows.rows) if slice_rows.rows is not None else 0

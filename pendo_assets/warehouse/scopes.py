@@ -7,6 +7,7 @@ slices' rows get in) differs per warehouse.
 
 from __future__ import annotations
 
+from pendo_assets.crash_points import DAY_DELETED, DEFINITIONS_DELETED, EXPORT_CLEARED, crash_point
 from pendo_assets.pendo.avro import PERIOD_COLUMN
 from pendo_assets.warehouse.base import Replacement, Upsert, WarehouseSession
 
@@ -16,12 +17,12 @@ UNPIVOT_COLUMNS_PER_STATEMENT = 50
 
 def clear(session: WarehouseSession, r: Replacement) -> None:
     """Delete what the replacement rebuilds: its day, its whole table, or (upsert) its own export's rows."""
-    if session.table_columns(r.schema, r.table) is None:  # a replacement that only deletes may have no table yet
-        return
-    if r.upsert is not None:
-        session.delete(r.schema, r.table, _tag(r.upsert))
-    else:
-        session.delete(r.schema, r.table, {PERIOD_COLUMN: r.day} if r.day is not None else {})
+    if session.table_columns(r.schema, r.table) is not None:  # a replacement that only deletes may have no table
+        if r.upsert is not None:
+            session.delete(r.schema, r.table, _tag(r.upsert))
+        else:
+            session.delete(r.schema, r.table, {PERIOD_COLUMN: r.day} if r.day is not None else {})
+    crash_point(EXPORT_CLEARED if r.upsert is not None else DAY_DELETED if r.day is not None else DEFINITIONS_DELETED)
 
 
 def derive(session: WarehouseSession, r: Replacement) -> int:

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pendo_assets.crash_points import (DAY_DELETED, DEFINITIONS_DELETED, FILE_INSERTED, LOAD_LOG_WRITTEN,
-                                       TABLE_REPLACED, crash_point)
+from pendo_assets.crash_points import FILE_INSERTED, LOAD_LOG_WRITTEN, TABLE_REPLACED, crash_point
 from pendo_assets.pendo.avro import Column, column_fits
 from pendo_assets.warehouse import scopes
 from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
@@ -136,7 +135,6 @@ class SnowflakeSession:
             for load in loads:
                 r = load.replacement
                 scopes.clear(self, r)
-                crash_point(DAY_DELETED if r.day is not None else DEFINITIONS_DELETED)
                 loaded = [scopes.derive(self, r)] if r.unpivot is not None else [0] * len(r.slices)
                 if load.statements:  # names are qualified, but fakesnow's COPY wants a current schema too
                     self._run(f"USE SCHEMA {identifier(r.schema)}")
