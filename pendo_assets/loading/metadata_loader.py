@@ -150,7 +150,7 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
     ]
 
     def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
-        _check_described(s, location)
+        _check_described(s, location, where, record_columns)
         write_ledger(s, ledger_owner(location), run_id, [LedgerRow(
             kind.records_table, None, frozenset(applied | {(export.counter, folder_name)}), replaced[0].rows)])
         write_load_log(s, ledger_owner(location), run_id, [
@@ -167,15 +167,19 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
     progress(f"{location.label}, {where}: " + ", ".join(f"{d.replacement.table} {d.rows:,} rows" for d in replaced))
 
 
-def _check_described(session: WarehouseSession, location: MetadataLocation) -> None:
-    """Every wide column is a field of the catalog (or the id and export tags): otherwise its meaning is unknown."""
+def _check_described(session: WarehouseSession, location: MetadataLocation, where: str,
+                     record_columns: list[tuple[str, str, list[Column]]]) -> None:
+    """Every column of the export's files is a field of the catalog (or the id and export tags): otherwise its
+    meaning is unknown. The files are checked, not the table: a column a refused export added before its
+    transaction stays in the table, empty, and must not refuse every later export."""
     kind = location.kind
-    columns = session.table_columns(location.schema_name, kind.records_table) or {}
     q = session.quote
     described = {str(name).lower() for (name,) in session.query(
         f"SELECT DISTINCT {q(FIELD_NAME_COLUMN)} FROM {q(location.schema_name)}.{q(kind.fields_table)}")}
     own = {RECORD_ID_COLUMN.lower(), EXPORT_COUNTER_COLUMN.lower(), EXPORT_FOLDER_COLUMN.lower()}
-    undescribed = sorted(c for c in columns if c.lower() not in described | own)
-    if undescribed:
-        raise CheckFailed(f"{kind.records_table} has column(s) {', '.join(undescribed)} that no "
-                          f"{kind.fields_table} row describes (metadataschema.avro lacks them)")
+    undescribed = {path: sorted(c.name for c in columns if c.name.lower() not in described | own)
+                   for _, path, columns in record_columns}
+    problems = [f"{path} has column(s) {', '.join(names)}" for path, names in undescribed.items() if names]
+    if problems:
+        raise CheckFailed(f"{where}: {'; '.join(problems)} that no {kind.fields_table} row describes "
+                          "(metadataschema.avro lacks them)")

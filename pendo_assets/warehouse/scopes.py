@@ -52,19 +52,42 @@ def derive(session: WarehouseSession, r: Replacement) -> int:
 
 def settle(session: WarehouseSession, r: Replacement) -> None:
     """For an upsert: the export's rows replace earlier exports' rows of the same keys (an export rewritten under
-    the same counter counts as earlier), and give way to a later export's rows already loaded."""
+    the same counter counts as earlier), and give way to a later export's rows already loaded. Derived rows are
+    replaced by the keys of their source rows: a key whose values all became null derives no row, yet its old
+    ones must go. They then take their attributes from the fields table as it is now."""
     u = r.upsert
     if u is None or session.table_columns(r.schema, r.table) is None:
         return
     q = session.quote
     table, key, counter, folder = f"{q(r.schema)}.{q(r.table)}", q(u.key), q(u.counter_column), q(u.folder_column)
+    keys, keys_table = (key, table) if r.unpivot is None else (
+        q(r.unpivot.source_key), f"{q(r.schema)}.{q(r.unpivot.source_table)}")
     session.execute(
-        f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {counter} = ? AND {folder} = ?) "
+        f"DELETE FROM {table} WHERE {key} IN (SELECT {keys} FROM {keys_table} WHERE {counter} = ? AND {folder} = ?) "
         f"AND ({counter} < ? OR ({counter} = ? AND {folder} <> ?))",
         [u.counter, u.folder, u.counter, u.counter, u.folder])
     session.execute(
         f"DELETE FROM {table} WHERE {counter} = ? AND {folder} = ? "
-        f"AND {key} IN (SELECT {key} FROM {table} WHERE {counter} > ?)", [u.counter, u.folder, u.counter])
+        f"AND {key} IN (SELECT {keys} FROM {keys_table} WHERE {counter} > ?)", [u.counter, u.folder, u.counter])
+    if r.unpivot is not None:
+        _refresh_attributes(session, r)
+
+
+def _refresh_attributes(session: WarehouseSession, r: Replacement) -> None:
+    """Every derived row carries its field's attributes as the fields table holds them now, not as they were when
+    its export came: a field deleted later is deleted in the rows of ids no later export carried too. A field is
+    matched on the replacement's unique key without its upsert key (`group`, `name`)."""
+    u, tag, q = r.unpivot, r.upsert, session.quote
+    assert u is not None and tag is not None
+    match = [c for c in r.unique_key if c != tag.key]
+    refreshed = [a for a in u.attributes if a not in match]
+    if not match or not refreshed:
+        return
+    table, fields = q(r.table), f"{q(r.schema)}.{q(u.fields_table)}"
+    session.execute(
+        f"UPDATE {q(r.schema)}.{table} SET {', '.join(f'{q(a)} = f.{q(a)}' for a in refreshed)} FROM {fields} f "
+        f"WHERE {' AND '.join(f'{table}.{q(c)} = f.{q(c)}' for c in match)} "
+        f"AND ({' OR '.join(f'{table}.{q(a)} IS DISTINCT FROM f.{q(a)}' for a in refreshed)})")
 
 
 def _tag(u: Upsert) -> dict[str, object]:
