@@ -42,11 +42,11 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 # Everything but the tests marked slow, in under 2 minutes: the loop to run while editing.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --dist loadscope -m "not slow"
 
 # Every loadable scenario into Snowflake (a fakesnow server) through the staged path; about 40 minutes.
 test-snowflake-all: install
@@ -54,7 +54,7 @@ test-snowflake-all: install
 
 # SIGKILL a real sync at every named point of a load (make test kills at a few); about 6 minutes.
 crash-test: install
-	PENDO_CRASH_TEST=all $(BIN)/python -m pytest -q pendo_assets_tests/test_crash_safety.py
+	PENDO_CRASH_TEST=all $(BIN)/python -m pytest -q pendo_assets_tests/test_crash_safety.py pendo_assets_tests/test_metadata_dagster.py -k killed
 
 # Speed and memory against the machine's floors (minutes; inputs are generated once into benchmarks/.data).
 bench: install

@@ -85,6 +85,15 @@ def build_definitions(settings: Settings, apps: Sequence[AppLocation] | None = N
     )
 
 
+def _or_none_found(discover, settings: Settings) -> list:
+    """What `discover` finds, or nothing when the root cannot be read: the discovery sensor's ticks say why. Each
+    kind on its own, so configured apps keep their assets while their bucket is unreachable."""
+    try:
+        return discover(settings)
+    except UserError:
+        return []
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = Settings.from_env()
@@ -94,10 +103,7 @@ def defs() -> dg.Definitions:
         apps = [AppLocation(*ids) for ids in json.loads(kept[DISCOVERED_APPS])]
         locations = [MetadataLocation(sub, MetadataKind(kind)) for sub, kind in json.loads(kept[DISCOVERED_METADATA])]
     else:
-        try:
-            apps, locations = app_locations(settings), metadata_locations(settings)
-        except UserError:
-            apps, locations = [], []  # the discovery sensor's ticks say why
+        apps, locations = _or_none_found(app_locations, settings), _or_none_found(metadata_locations, settings)
     return build_definitions(settings, apps, locations).with_reconstruction_metadata({
         DISCOVERED_APPS: json.dumps([[app.subscription_id, app.application_id] for app in apps]),
         DISCOVERED_METADATA: json.dumps([[m.subscription_id, m.kind.value] for m in locations])})

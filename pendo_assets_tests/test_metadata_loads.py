@@ -29,6 +29,7 @@ from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.warehouse.base import Warehouse
 from pendo_assets.warehouse.bookkeeping import applied_metadata_exports
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.pendo_queries import events_per_account
 from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
 from pendo_assets_tests.e2e import rewrite_avro
 
@@ -678,7 +679,12 @@ def test_events_join_visitors_and_accounts_as_an_analyst_would_write_it(stepped)
             f"SELECT e.eventId, v.agent__full_name, a.id, a.agent__name FROM {schema}.ALLEVENTS e "
             f"JOIN SUB_{sub}_VISITOR.VISITORS v ON e.visitorId = v.id "
             f"JOIN SUB_{sub}_ACCOUNT.ACCOUNTS a ON e.accountId = a.id")
+        per_account = session.query(events_per_account(
+            *map(q, (app_location.schema_name, f"SUB_{sub}_VISITOR", f"SUB_{sub}_ACCOUNT"))))
 
     assert sorted(joined) == sorted((e, v, visitors[v]["agent__email"]) for e, v, _ in events)
     assert sorted(both) == sorted((e, visitors[v]["agent__full_name"], a, accounts[a]["agent__name"])
                                   for e, v, a in with_account)
+    expected = {a: (sum(1 for _, _, b in with_account if b == a), len({v for _, v, b in with_account if b == a}))
+                for a in {a for _, _, a in with_account}}
+    assert {a: (n, visitors_seen) for a, n, visitors_seen in per_account} == expected, "the demo's query"

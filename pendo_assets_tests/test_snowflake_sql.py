@@ -22,6 +22,7 @@ from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, ad
                                                   copy_from_stage, copy_staged, create_schema, create_table,
                                                   create_temporary_stage, identifier, neutral_type, put_file,
                                                   staged_parquet_schema, string_literal)
+from pendo_assets_tests.snowflake_server import unique_database_name
 
 DATE = {"type": "int", "logicalType": "date"}
 MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
@@ -366,12 +367,15 @@ class RecordingCursor:
     """Runs statements on a fakesnow cursor and keeps their text, as a load's test would, for check_statements."""
 
     def __init__(self, server):
-        self.connection = snowflake.connector.connect(**{**server.connect_args(), "database": "PENDO",
+        # A database of its own: fakesnow's databases are catalogs of one DuckDB, so a shared name such as PENDO
+        # would make another test's schema `pendo` ambiguous.
+        database = unique_database_name("recorder")
+        self.connection = snowflake.connector.connect(**{**server.connect_args(), "database": database,
                                                          "paramstyle": "pyformat"})
         self.cursor = self.connection.cursor()
         self.statements: list[str] = []
-        self.execute('CREATE DATABASE IF NOT EXISTS "PENDO"')
-        self.execute('USE DATABASE "PENDO"')
+        self.execute(f'CREATE DATABASE IF NOT EXISTS "{database}"')
+        self.execute(f'USE DATABASE "{database}"')
 
     def execute(self, sql: str, params: Any = None) -> list[tuple]:
         self.statements.append(sql)

@@ -9,12 +9,11 @@ missing from a later export is kept (Pendo's per-id upsert, `pendo-datasync-form
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pendo_assets.pendo.models import ManifestError
+from pendo_assets.pendo.models import ManifestError, file_list, load_json, optional_str, parse_counter
 
 METADATA_SCHEMA_KEY = "metadataSchemaFile"
 # The field catalog's columns copied onto each long row (Pendo's VISITORMETADATA / ACCOUNTMETADATA layout).
@@ -108,11 +107,7 @@ class MetadataExport:
 
 def parse_metadata_manifest(raw: bytes | str, source: str, kind: MetadataKind) -> tuple[MetadataExport, ...]:
     """The manifest's exports in counter order; ManifestError names the entry and key at fault."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{source}: not valid JSON ({exc}); the file may be truncated or still being written") \
-            from None
+    data = load_json(raw, source)
     if not isinstance(data, dict) or not isinstance(data.get("exports", []), list):
         raise ManifestError(f"{source}: expected a JSON object with an 'exports' list")
     exports = tuple(parse_metadata_entry(e, f"{source}: exports[{i}]", kind)
@@ -126,9 +121,7 @@ def parse_metadata_manifest(raw: bytes | str, source: str, kind: MetadataKind) -
 def parse_metadata_entry(data: Any, where: str, kind: MetadataKind) -> MetadataExport:
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object")
-    counter = data.get("counter")
-    if not isinstance(counter, int) or isinstance(counter, bool):
-        raise ManifestError(f"{where}: 'counter' must be an integer, got {counter!r}")
+    counter = parse_counter(data, where)
     where = f"{where} (export {counter})"
     records = data.get(kind.plural, {"files": []})
     if not isinstance(records, dict):
@@ -141,23 +134,10 @@ def parse_metadata_entry(data: Any, where: str, kind: MetadataKind) -> MetadataE
     schema_files = [schema_files] if isinstance(schema_files, str) else schema_files
     return MetadataExport(
         counter=counter,
-        root_url=_optional_str(data, "rootUrl", where),
-        finish_time=_optional_str(data, "finishTime", where),
-        timestamp=_optional_str(data, "timestamp", where),
-        record_files=_file_list(records.get("files", []), f"{where}: {kind.plural}.files"),
-        schema_files=_file_list(schema_files, f"{where}: {METADATA_SCHEMA_KEY}"),
+        root_url=optional_str(data, "rootUrl", where),
+        finish_time=optional_str(data, "finishTime", where),
+        timestamp=optional_str(data, "timestamp", where),
+        record_files=file_list(records.get("files", []), f"{where}: {kind.plural}.files"),
+        schema_files=file_list(schema_files, f"{where}: {METADATA_SCHEMA_KEY}"),
         record_count=count,
     )
-
-
-def _file_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
-        raise ManifestError(f"{where}: expected a list of file names, got {value!r}")
-    return tuple(value)
-
-
-def _optional_str(data: dict, key: str, where: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ManifestError(f"{where}: '{key}' must be a string, got {value!r}")
-    return value

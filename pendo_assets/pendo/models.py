@@ -98,7 +98,7 @@ def parse_manifest(raw: bytes | str, source: str, matched_detail: bool = True) -
     while the JSON is decoded, to a shared marker of its type, so a 3-year export listing hundreds of
     thousands of slices costs little memory. Such a manifest must never be used to load data.
     """
-    data = _load_json(raw, source, None if matched_detail else _matched_type_only)
+    data = load_json(raw, source, None if matched_detail else _matched_type_only)
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: expected a JSON object with an 'exports' list")
     exports = data.get("exports", [])
@@ -109,15 +109,13 @@ def parse_manifest(raw: bytes | str, source: str, matched_detail: bool = True) -
     if len(set(counters)) != len(counters):
         raise ManifestError(f"{source}: the same counter appears twice: {sorted(counters)}")
     return ExportManifest(exports=tuple(sorted(entries, key=lambda e: e.counter)),
-                          generated_time=_optional_str(data, "generatedTime", source))
+                          generated_time=optional_str(data, "generatedTime", source))
 
 
 def parse_export_entry(data: Any, where: str) -> ExportEntry:
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object")
-    counter = data.get("counter")
-    if not isinstance(counter, int) or isinstance(counter, bool):
-        raise ManifestError(f"{where}: 'counter' must be an integer, got {counter!r}")
+    counter = parse_counter(data, where)
     where = f"{where} (export {counter})"
     export_type = data.get("exportType")
     if export_type is not None and not (isinstance(export_type, list)
@@ -125,26 +123,33 @@ def parse_export_entry(data: Any, where: str) -> ExportEntry:
         raise ManifestError(f"{where}: 'exportType' must be null or a list of strings")
     return ExportEntry(
         counter=counter,
-        root_url=_optional_str(data, "rootUrl", where),
+        root_url=optional_str(data, "rootUrl", where),
         export_type=tuple(export_type) if export_type is not None else None,
-        finish_time=_optional_str(data, "finishTime", where),
+        finish_time=optional_str(data, "finishTime", where),
         storage_size=_optional_int(data, "storageSize", where),
         bom=parse_bill_of_materials(data, where),
     )
+
+
+def parse_counter(data: Mapping[str, Any], where: str) -> int:
+    counter = data.get("counter")
+    if not isinstance(counter, int) or isinstance(counter, bool):
+        raise ManifestError(f"{where}: 'counter' must be an integer, got {counter!r}")
+    return counter
 
 
 def parse_bill_of_materials(data: Any, where: str) -> BillOfMaterials:
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object")
     definition_files = {
-        table: _file_list(data[table.manifest_key], f"{where}: {table.manifest_key}")
+        table: file_list(data[table.manifest_key], f"{where}: {table.manifest_key}")
         for table in DefinitionTable if table.manifest_key in data
     }
     periods_raw = data.get("timeDependent", [])
     if not isinstance(periods_raw, list):
         raise ManifestError(f"{where}: 'timeDependent' must be a list")
     return BillOfMaterials(
-        timestamp=_optional_str(data, "timestamp", where),
+        timestamp=optional_str(data, "timestamp", where),
         number_of_files=_optional_int(data, "numberOfFiles", where),
         application=_named_ref(data.get("application")),
         subscription=_named_ref(data.get("subscription")),
@@ -173,7 +178,7 @@ def _parse_period(data: Any, where: str) -> Period:
         raw = data["allEvents"]
         if not isinstance(raw, dict):
             raise ManifestError(f"{where}: 'allEvents' must be an object")
-        all_events = AllEventsSlice(files=_file_list(raw.get("files", []), f"{where}: allEvents.files"),
+        all_events = AllEventsSlice(files=file_list(raw.get("files", []), f"{where}: allEvents.files"),
                                     event_count=_optional_int(raw, "eventCount", f"{where}: allEvents"))
     matched_raw = data.get("matchedEvents", [])
     if not isinstance(matched_raw, list):
@@ -215,11 +220,11 @@ def _parse_matched(data: Any, where: str) -> MatchedSlice:
     if not matchable_id:
         raise ManifestError(f"{where}: empty matchable id in {key!r}")
     return MatchedSlice(matchable_type=matchable_type, matchable_id=matchable_id,
-                        files=_file_list(data.get("files", []), f"{where}: files"),
+                        files=file_list(data.get("files", []), f"{where}: files"),
                         event_count=_optional_int(data, "eventCount", where))
 
 
-def _load_json(raw: bytes | str, source: str, object_hook=None) -> Any:
+def load_json(raw: bytes | str, source: str, object_hook=None) -> Any:
     try:
         return json.loads(raw, object_hook=object_hook)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -227,7 +232,7 @@ def _load_json(raw: bytes | str, source: str, object_hook=None) -> Any:
             from None
 
 
-def _file_list(value: Any, where: str) -> tuple[str, ...]:
+def file_list(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
         raise ManifestError(f"{where}: expected a list of file names, got {value!r}")
     return tuple(value)
@@ -242,7 +247,7 @@ def _optional_int(data: Mapping[str, Any], key: str, where: str) -> int | None:
     return value
 
 
-def _optional_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
+def optional_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
     value = data.get(key)
     if value is not None and not isinstance(value, str):
         raise ManifestError(f"{where}: '{key}' must be a string, got {value!r}")
