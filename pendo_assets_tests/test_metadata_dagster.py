@@ -128,6 +128,33 @@ def test_sync_applies_every_export_once_and_rebuilds_a_deleted_warehouse(setting
     assert [len(json.loads(b)) for (b,) in built] == [5]
 
 
+@pytest.mark.slow
+def test_columns_described_ignores_an_empty_column_a_refused_export_left_and_fails_once_it_holds_values(settings):
+    """A refused export's new column stays, empty (it is added before the transaction): the blocking check must not
+    fail every later run for it, yet a column holding values that the catalog does not describe fails it."""
+    generated = generate(SCENARIO, settings.exports, end_day=END_DAY)
+    location = MetadataLocation(generated.subscriptions[0].subscription_id, MetadataKind.VISITOR)
+    keys = [dg.AssetKey([f"sub_{location.subscription_id}", name])
+            for name in ("visitors", "visitor_metadata", "visitor_metadata_schema")]
+
+    def described_check(instance) -> dg.AssetCheckEvaluation:
+        job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=keys)
+        (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == DESCRIBED_CHECK]
+        return evaluation
+
+    with dg.instance_for_test() as instance:
+        tick_and_run(settings, instance, {})
+        with warehouse_of(settings).session() as session:
+            table = f"{session.quote(location.schema_name)}.{session.quote('VISITORS')}"
+            session.execute(f"ALTER TABLE {table} ADD COLUMN {session.quote('custom__left_over')} VARCHAR")
+        assert described_check(instance).passed
+        with warehouse_of(settings).session() as session:
+            session.execute(f"UPDATE {table} SET {session.quote('custom__left_over')} = ?", ["x"])
+        failed = described_check(instance)
+    assert not failed.passed and failed.metadata["undescribed_columns"].value == "custom__left_over"
+
+
 # The generic points (file-inserted, ...) are passed by event loads too; these two only by visitor and account loads.
 KILL_POINTS = (["export-cleared@2", "export-applied@1", "export-cleared@8", "export-applied@4"]
                if os.environ.get("PENDO_CRASH_TEST") == "all" else ["export-cleared@2"])

@@ -16,10 +16,10 @@ import dagster as dg
 from pendo_assets.defs.assets import warehouse_pool
 from pendo_assets.defs.resources import ExportStoreResource, WarehouseResource
 from pendo_assets.loading.loader import TableLoad
-from pendo_assets.loading.metadata_loader import MetadataLoad, load_metadata
-from pendo_assets.pendo.metadata import (EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_COLUMN, FIELD_NAME_COLUMN,
-                                         RECORD_ID_COLUMN, MetadataKind, MetadataLocation)
+from pendo_assets.loading.metadata_loader import (MetadataLoad, load_metadata, read_metadata_manifest,
+                                                  undescribed_columns)
 from pendo_assets.pendo.avro import PERIOD_COLUMN
+from pendo_assets.pendo.metadata import RECORD_ID_COLUMN, MetadataKind, MetadataLocation
 from pendo_assets.pendo.tables import AppLocation, EventTable
 from pendo_assets.warehouse.base import WarehouseSession
 from pendo_assets.warehouse.bookkeeping import LEDGER, LOAD_LOG, SCHEMA, ledger_owner
@@ -155,11 +155,9 @@ def _check_results(session: WarehouseSession, location: MetadataLocation, apps: 
     ) if columns else []
     yield dg.AssetCheckResult(check_name=UNIQUE_CHECK, asset_key=key, passed=not repeated,
                               metadata={"repeated_ids": dg.MetadataValue.json([list(r) for r in repeated])})
-    described = {str(n).lower() for (n,) in session.query(
-        f"SELECT DISTINCT {q(FIELD_NAME_COLUMN)} FROM {q(location.schema_name)}.{q(kind.fields_table)}")} \
-        if columns else set()
-    own = {RECORD_ID_COLUMN.lower(), EXPORT_COUNTER_COLUMN.lower(), EXPORT_FOLDER_COLUMN.lower()}
-    undescribed = sorted(c for c in columns if c.lower() not in described | own)
+    # A column a refused export added before its transaction stays, empty: only columns holding values count.
+    undescribed = [c for c in (undescribed_columns(session, location, columns) if columns else [])
+                   if session.query(f"SELECT count({q(c)}) FROM {records}")[0][0]]
     yield dg.AssetCheckResult(check_name=DESCRIBED_CHECK, asset_key=key, passed=not undescribed,
                               metadata={"undescribed_columns": ", ".join(undescribed) or "none"})
     yield _coverage(session, location, apps, key)
@@ -171,6 +169,10 @@ def _coverage(session: WarehouseSession, location: MetadataLocation, apps: list[
     event_column = EVENT_ID_COLUMNS[kind]
     seen = missing = 0
     days = {}
+    records_exist = session.table_columns(location.schema_name, kind.records_table) is not None
+    join = (f"LEFT JOIN {q(location.schema_name)}.{q(kind.records_table)} r ON r.{q(RECORD_ID_COLUMN)} = "
+            f"e.{q(event_column)}" if records_exist else "")
+    no_record = f"r.{q(RECORD_ID_COLUMN)} IS NULL" if records_exist else "TRUE"
     for app in apps:
         last = session.query(
             f"SELECT max(period_day) FROM {qualified(SCHEMA, LEDGER)} WHERE subscription_id = ? "
@@ -180,10 +182,6 @@ def _coverage(session: WarehouseSession, location: MetadataLocation, apps: list[
         if last is None or event_column.lower() not in {c.lower() for c in events_columns}:
             continue
         days[app.label] = str(last)
-        records_exist = session.table_columns(location.schema_name, kind.records_table) is not None
-        join = (f"LEFT JOIN {q(location.schema_name)}.{q(kind.records_table)} r ON r.{q(RECORD_ID_COLUMN)} = "
-                f"e.{q(event_column)}" if records_exist else "")
-        no_record = f"r.{q(RECORD_ID_COLUMN)} IS NULL" if records_exist else "TRUE"
         total, without = session.query(
             f"SELECT count(DISTINCT e.{q(event_column)}), "
             f"count(DISTINCT CASE WHEN {no_record} THEN e.{q(event_column)} END) "
@@ -211,8 +209,6 @@ def build_metadata_sensor(assets: MetadataAssets, interval_seconds: int) -> dg.S
                description=f"Watches {location.manifest_path} and applies its new exports.",
                default_status=dg.DefaultSensorStatus.RUNNING, target=assets.tables)
     def metadata_sensor(context: dg.SensorEvaluationContext, exports: ExportStoreResource):
-        from pendo_assets.loading.metadata_loader import read_metadata_manifest
-
         store = exports.open()
         cursor = json.loads(context.cursor) if context.cursor else {}
         fingerprint = store.fingerprint(location.manifest_path)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from pendo_assets.loading.loader import folders_of
-from pendo_assets.loading.metadata_loader import read_metadata_manifest
+from pendo_assets.loading.metadata_loader import read_metadata_manifest, unapplied
 from pendo_assets.pendo.metadata import MetadataLocation
 from pendo_assets.pendo.models import ExportManifest
 from pendo_assets.pendo.paths import expected_location
@@ -67,4 +67,4 @@ def metadata_out_of_date(store: ExportStore, warehouse: Warehouse, location: Met
         exports = {e.counter: e for e in cataloged_metadata_exports(session, location)}
         applied = applied_metadata_exports(session, location)
     exports.update((e.counter, e) for e in listed)
-    return sorted(c for c, e in exports.items() if (c, e.folder_name) not in applied)
+    return [e.counter for e in unapplied(exports.values(), applied)]

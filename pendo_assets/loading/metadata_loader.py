@@ -11,6 +11,7 @@ the ledger does not name yet, so a rebuilt warehouse replays every export its ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import pyarrow as pa
 
@@ -25,7 +26,7 @@ from pendo_assets.pendo.models import ManifestError
 from pendo_assets.pendo.paths import expected_location, export_file_path
 from pendo_assets.stores.base import ExportStore, MissingExportFile
 from pendo_assets.warehouse.base import Replaced, Replacement, SliceRows, Unpivot, Upsert, Warehouse, WarehouseSession
-from pendo_assets.warehouse.bookkeeping import (LedgerRow, LoadLogRow, applied_metadata_exports,
+from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, applied_metadata_exports,
                                                 cataloged_metadata_exports, ensure_bookkeeping, ledger_owner,
                                                 record_metadata_manifest, write_ledger, write_load_log)
 from pendo_assets.warehouse.checks import CheckFailed
@@ -59,10 +60,18 @@ def read_metadata_manifest(store: ExportStore, location: MetadataLocation) -> tu
         raise LoadError(f"{location.label}: {exc}. Nothing was loaded; fix or wait for the manifest.") from None
 
 
-def pending_metadata_exports(session: WarehouseSession, location: MetadataLocation,
-                             cataloged: list[MetadataExport]) -> list[MetadataExport]:
-    applied = applied_metadata_exports(session, location)
-    return [e for e in cataloged if (e.counter, e.folder_name) not in applied]
+def unapplied(exports: Iterable[MetadataExport], applied: ExportRefs) -> list[MetadataExport]:
+    """The exports, in counter order, whose rows the ledger does not say the tables hold."""
+    return sorted((e for e in exports if (e.counter, e.folder_name) not in applied), key=lambda e: e.counter)
+
+
+def undescribed_columns(session: WarehouseSession, location: MetadataLocation, columns: Iterable[str]) -> list[str]:
+    """The wide `columns` that no field catalog row describes (the id and the export tags are the loader's own)."""
+    q = session.quote
+    described = {str(name).lower() for (name,) in session.query(
+        f"SELECT DISTINCT {q(FIELD_NAME_COLUMN)} FROM {q(location.schema_name)}.{q(location.kind.fields_table)}")}
+    own = {RECORD_ID_COLUMN.lower(), EXPORT_COUNTER_COLUMN.lower(), EXPORT_FOLDER_COLUMN.lower()}
+    return sorted(c for c in columns if c.lower() not in described | own)
 
 
 def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLocation, run_id: str,
@@ -86,7 +95,7 @@ def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLo
         for table in (kind.records_table, kind.metadata_table, kind.fields_table):
             result.tables[table] = TableLoad(table, None, 0, None, ())
         applied = applied_metadata_exports(session, location)
-        for export in pending_metadata_exports(session, location, cataloged):
+        for export in unapplied(cataloged, applied):
             _apply_export(session, store, location, folders[export.counter], export, applied, result, run_id,
                           progress)
             applied |= {(export.counter, export.folder_name)}
@@ -106,8 +115,7 @@ def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLo
 def _apply_export(session: WarehouseSession, store: ExportStore, location: MetadataLocation, folder: str,
                   export: MetadataExport, applied: frozenset, result: MetadataLoad, run_id: str,
                   progress: Progress) -> None:
-    kind, where = location.kind, f"export {export.counter}"
-    folder_name = folder.rsplit("/", 1)[-1]
+    kind, where, folder_name = location.kind, f"export {export.counter}", export.folder_name
 
     def paths(names: tuple[str, ...]) -> list[str]:
         try:
@@ -169,17 +177,11 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
 
 def _check_described(session: WarehouseSession, location: MetadataLocation, where: str,
                      record_columns: list[tuple[str, str, list[Column]]]) -> None:
-    """Every column of the export's files is a field of the catalog (or the id and export tags): otherwise its
-    meaning is unknown. The files are checked, not the table: a column a refused export added before its
-    transaction stays in the table, empty, and must not refuse every later export."""
-    kind = location.kind
-    q = session.quote
-    described = {str(name).lower() for (name,) in session.query(
-        f"SELECT DISTINCT {q(FIELD_NAME_COLUMN)} FROM {q(location.schema_name)}.{q(kind.fields_table)}")}
-    own = {RECORD_ID_COLUMN.lower(), EXPORT_COUNTER_COLUMN.lower(), EXPORT_FOLDER_COLUMN.lower()}
-    undescribed = {path: sorted(c.name for c in columns if c.name.lower() not in described | own)
-                   for _, path, columns in record_columns}
-    problems = [f"{path} has column(s) {', '.join(names)}" for path, names in undescribed.items() if names]
+    """Every column of the export's files is a field of the catalog: otherwise its meaning is unknown. The files are
+    checked, not the table: a column a refused export added before its transaction stays in the table, empty, and
+    must not refuse every later export."""
+    problems = [f"{path} has column(s) {', '.join(names)}" for _, path, columns in record_columns
+                if (names := undescribed_columns(session, location, (c.name for c in columns)))]
     if problems:
-        raise CheckFailed(f"{where}: {'; '.join(problems)} that no {kind.fields_table} row describes "
+        raise CheckFailed(f"{where}: {'; '.join(problems)} that no {location.kind.fields_table} row describes "
                           "(metadataschema.avro lacks them)")

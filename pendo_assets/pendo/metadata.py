@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pendo_assets.pendo.models import ManifestError, file_list, load_json, optional_str, parse_counter
+from pendo_assets.pendo.models import (ManifestError, export_folder_name, file_list, load_json, optional_str,
+                                       parse_counter)
 
 METADATA_SCHEMA_KEY = "metadataSchemaFile"
 # The field catalog's columns copied onto each long row (Pendo's VISITORMETADATA / ACCOUNTMETADATA layout).
@@ -100,9 +101,7 @@ class MetadataExport:
 
     @property
     def folder_name(self) -> str:
-        if not self.root_url:
-            raise ManifestError(f"export {self.counter} has no rootUrl, so its folder is unknown")
-        return self.root_url.rstrip("/").rsplit("/", 1)[-1]
+        return export_folder_name(self.counter, self.root_url)
 
 
 def parse_metadata_manifest(raw: bytes | str, source: str, kind: MetadataKind) -> tuple[MetadataExport, ...]:

@@ -59,6 +59,13 @@ class BillOfMaterials:
     periods: tuple[Period, ...] = ()
 
 
+def export_folder_name(counter: int, root_url: str | None) -> str:
+    """An export folder's own name: the last segment of its `rootUrl`."""
+    if not root_url:
+        raise ManifestError(f"export {counter} has no rootUrl, so its folder is unknown")
+    return root_url.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class ExportEntry:
     """One `exports[]` entry of a manifest: an export's bill of materials plus its delivery facts."""
@@ -76,10 +83,7 @@ class ExportEntry:
 
     @property
     def folder_name(self) -> str:
-        """The export folder's own name: the last segment of `rootUrl`."""
-        if not self.root_url:
-            raise ManifestError(f"export {self.counter} has no rootUrl, so its folder is unknown")
-        return self.root_url.rstrip("/").rsplit("/", 1)[-1]
+        return export_folder_name(self.counter, self.root_url)
 
     def periods_for(self, day: date) -> tuple[Period, ...]:
         return tuple(p for p in self.bom.periods if p.day == day)
