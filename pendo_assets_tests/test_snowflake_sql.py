@@ -18,7 +18,8 @@ import sqlglot
 from sqlglot import exp
 
 from pendo_assets.pendo.avro import Column, ColumnType, read_batches
-from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagePath, add_column, check_statements,
+from pendo_assets.warehouse.snowflake import staged_rows
+from pendo_assets.warehouse.snowflake_sql import (SNOWFLAKE_TYPES, StagedFile, StagePath, add_column, check_statements,
                                                   copy_from_stage, copy_staged, create_schema, create_table,
                                                   create_temporary_stage, identifier, neutral_type, put_file,
                                                   staged_parquet_schema, string_literal)
@@ -53,7 +54,7 @@ GOLDEN_COPY = (
     "FROM (SELECT DATEADD(day, $1:\"periodId\"::INT, '1970-01-01'::DATE), "
     'TO_TIMESTAMP_NTZ($1:"browserTimestamp"::NUMBER, 3), $1:"eventId"::VARCHAR, $1:"visitorId"::VARCHAR, '
     '$1:"accountId"::VARCHAR, $1:"numEvents"::NUMBER(38,0), $1:"latitude"::FLOAT, $1:"properties", '
-    "COALESCE($1:\"matchableId\"::VARCHAR, 'Xk3aB9_pQz-17') "
+    "'Xk3aB9_pQz-17' "
     'FROM @"PENDO_DB"."RAW"."PENDO_EXPORTS") '
     "FILES = ('datasync/5e1c/-323232/export41/matchedEvents/feature/Xk3aB9_pQz-17/part-0.avro', "
     "'datasync/5e1c/-323232/export41/matchedEvents/feature/Xk3aB9_pQz-17/part-1.avro') "
@@ -68,7 +69,7 @@ LOAD_FOLDER = StagePath("pendo_load_7f3a", "matchedFeatureEvents/2024-04-14")
 GOLDEN_STAGED_COPY = (
     'COPY INTO "PENDO_APP_1"."MATCHEDFEATUREEVENTS" ("PERIODID", "BROWSERTIMESTAMP", "EVENTID", "VISITORID", '
     '"ACCOUNTID", "NUMEVENTS", "LATITUDE", "PROPERTIES") FROM (SELECT DATEADD(day, $1:"c0"::INT, '
-    "'1970-01-01'::DATE), TO_TIMESTAMP_NTZ($1:\"c1\"::NUMBER, 3), $1:\"c2\"::VARCHAR, $1:\"c3\"::VARCHAR, "
+    "'1970-01-01'::DATE), TO_TIMESTAMP_NTZ($1:\"c1\"::NUMBER, 6), $1:\"c2\"::VARCHAR, $1:\"c3\"::VARCHAR, "
     '$1:"c4"::VARCHAR, $1:"c5"::NUMBER(38,0), $1:"c6"::FLOAT, PARSE_JSON($1:"c7"::VARCHAR) '
     'FROM @"PENDO_LOAD_7F3A"/matchedFeatureEvents/2024-04-14/) FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE '
     "ON_ERROR = ABORT_STATEMENT"
@@ -76,8 +77,10 @@ GOLDEN_STAGED_COPY = (
 
 
 def event_copies(files: list[str], **options: Any) -> list[str]:
-    return copy_from_stage("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS, EXPORTS_STAGE, files,
-                           {"matchableId": FEATURE_ID}, **options)
+    """The COPYs of one matched slice's files, which (like Pendo's, here) lack the matchableId the slice gives."""
+    return copy_from_stage("pendo_app_1", "matchedFeatureEvents", EVENT_COLUMNS, EXPORTS_STAGE,
+                           [StagedFile(path, tuple(EVENT_COLUMNS), {"matchableId": FEATURE_ID}) for path in files],
+                           **options)
 
 
 def every_statement() -> list[str]:
@@ -145,11 +148,54 @@ def test_every_other_field_type_has_its_conversion(avro_type, expected):
     assert f'("F") FROM (SELECT {expected} FROM @"EXPORTS")' in statement
 
 
-def test_a_fill_column_the_file_has_keeps_its_place_and_fills_its_nulls():
+def test_a_fill_column_the_file_has_is_read_from_the_file_as_the_decoded_path_reads_it():
     columns = columns_of(("eventId", "string"), ("matchableId", ["null", "string"]))
-    (statement,) = copy_from_stage("s", "t", columns, "exports", ["a.avro"], {"matchableId": "f1"})
-    assert '("EVENTID", "MATCHABLEID") FROM (SELECT $1:"eventId"::VARCHAR, ' \
-           "COALESCE($1:\"matchableId\"::VARCHAR, 'f1') FROM" in statement
+    (statement,) = copy_from_stage("s", "t", columns, "exports",
+                                   [StagedFile("a.avro", tuple(columns), {"matchableId": "f1"})])
+    assert '("EVENTID", "MATCHABLEID") FROM (SELECT $1:"eventId"::VARCHAR, $1:"matchableId"::VARCHAR FROM' \
+        in statement
+
+
+def matched_file(path: str, matchable_id: str, timestamp: Any = MILLIS, has_id: bool = False) -> StagedFile:
+    fields = [("periodId", DATE), ("browserTimestamp", timestamp), ("eventId", "string")]
+    return StagedFile(path, tuple(columns_of(*fields, *([("matchableId", "string")] if has_id else []))),
+                      {"matchableId": matchable_id})
+
+
+MATCHED_COLUMNS = [*columns_of(("periodId", DATE), ("browserTimestamp", MILLIS), ("eventId", "string")),
+                   Column("matchableId", ColumnType.TEXT, pa.large_string())]
+
+
+def test_files_of_many_matchables_share_one_copy_each_taking_its_own_id_by_its_file_name():
+    files = [matched_file(f"export1/matchedEvents/Feature/{n}.avro", f"id-{n}'x") for n in range(3)]
+    (statement,) = copy_from_stage("s", "t", MATCHED_COLUMNS, "exports", files)
+    assert ("CASE WHEN METADATA$FILENAME = 'export1/matchedEvents/Feature/0.avro' OR ENDSWITH(METADATA$FILENAME, "
+            "'/export1/matchedEvents/Feature/0.avro') THEN 'id-0''x' WHEN ") in statement
+    assert statement.count(" THEN ") == 3 and files_listed(statement) == [f.path for f in files]
+    assert check_statements([statement]) == []
+
+
+def test_files_that_carry_their_matchable_id_need_no_file_name():
+    files = [matched_file(f"m/{n}.avro", f"id-{n}", has_id=True) for n in range(3)]
+    (statement,) = copy_from_stage("s", "t", MATCHED_COLUMNS, "exports", files)
+    assert "METADATA$FILENAME" not in statement and '$1:"matchableId"::VARCHAR FROM' in statement
+
+
+def test_each_file_is_converted_from_its_own_encoding_in_a_copy_of_its_own_kind():
+    files = [matched_file("m/0.avro", "a"), matched_file("m/1.avro", "b", MICROS), matched_file("m/2.avro", "c"),
+             matched_file("m/3.avro", "c", has_id=True)]
+    statements = copy_from_stage("s", "t", MATCHED_COLUMNS, "exports", files)
+    assert [files_listed(s) for s in statements] == [["m/0.avro", "m/2.avro"], ["m/1.avro"], ["m/3.avro"]]
+    millis, micros, with_id = statements
+    assert 'TO_TIMESTAMP_NTZ($1:"browserTimestamp"::NUMBER, 3)' in millis and " THEN 'c' END" in millis
+    assert 'TO_TIMESTAMP_NTZ($1:"browserTimestamp"::NUMBER, 6)' in micros and "'b' FROM" in micros
+    assert '$1:"matchableId"::VARCHAR' in with_id
+
+
+def test_2000_matchables_of_one_encoding_make_two_copies():
+    files = [matched_file(f"m/{n}.avro", f"id-{n}") for n in range(2000)]
+    statements = copy_from_stage("s", "t", MATCHED_COLUMNS, "exports", files)
+    assert [len(files_listed(s)) for s in statements] == [1000, 1000]
 
 
 def test_a_field_with_no_known_conversion_is_refused():
@@ -179,9 +225,10 @@ def test_sqlglot_reads_the_copy_as_meant():
     select = source.this
     assert len(select.expressions) == 9
     assert select.args["from_"].this.name == '@"PENDO_DB"."RAW"."PENDO_EXPORTS"'
+    # The files lack matchableId: the slice's literal stands in for it.
     assert {key.this for key in select.find_all(exp.JSONPathKey)} == {
-        "periodId", "browserTimestamp", "eventId", "visitorId", "accountId", "numEvents", "latitude", "properties",
-        "matchableId"}
+        "periodId", "browserTimestamp", "eventId", "visitorId", "accountId", "numEvents", "latitude", "properties"}
+    assert select.expressions[-1].this == FEATURE_ID
     options = {option.this.name: option for option in copy.args["params"]}
     assert list(options) == ["FILES", "FILE_FORMAT", "FORCE", "ON_ERROR"]
     assert options["FORCE"].expression.this is True
@@ -295,8 +342,8 @@ def test_file_names_with_quotes_and_backslashes_arrive_intact():
 
 
 def test_a_fill_value_is_an_escaped_literal():
-    (statement,) = copy_from_stage("s", "t", [], "exports", ["a.avro"], {"matchableId": "o'k\\"})
-    assert "COALESCE($1:\"matchableId\"::VARCHAR, 'o''k\\\\')" in statement
+    (statement,) = copy_from_stage("s", "t", [], "exports", [StagedFile("a.avro", (), {"matchableId": "o'k\\"})])
+    assert '("MATCHABLEID") FROM (SELECT \'o\'\'k\\\\\' FROM' in statement
 
 
 @pytest.mark.parametrize("value", ["line\nbreak.avro", "nul\x00.avro", "del\x7f.avro", "c1\x85.avro"])
@@ -304,7 +351,7 @@ def test_control_characters_are_refused(value):
     with pytest.raises(ValueError, match="control character"):
         copy_from_stage("s", "t", EVENT_COLUMNS, "exports", [value])
     with pytest.raises(ValueError, match="control character"):
-        copy_from_stage("s", "t", EVENT_COLUMNS, "exports", ["a.avro"], {"matchableId": value})
+        copy_from_stage("s", "t", EVENT_COLUMNS, "exports", [StagedFile("a.avro", (), {"matchableId": value})])
 
 
 @pytest.mark.parametrize("path", ["", "/export1/a.avro"])
@@ -461,9 +508,10 @@ def test_both_copies_load_the_same_rows_inside_one_transaction(recorder, tmp_pat
         recorder.execute(f"DELETE FROM {identifier('pendo_app_1')}.{identifier(table)} WHERE \"PERIODID\" = %s",
                           (DAY,))
     loaded = []
-    for statement in copy_from_stage("pendo_app_1", "fromBucket", RAW_COLUMNS, "pendo.raw.exports",
-                                     [f"{slice_folder}/it's-0.parquet", f"{slice_folder}/part-1.parquet"],
-                                     {"matchableId": FILL_ID}, file_format="PARQUET"):
+    raw_files = [StagedFile(f"{slice_folder}/{name}", tuple(RAW_COLUMNS), {"matchableId": FILL_ID})
+                 for name in ("it's-0.parquet", "part-1.parquet")]
+    for statement in copy_from_stage("pendo_app_1", "fromBucket", RAW_COLUMNS, "pendo.raw.exports", raw_files,
+                                     file_format="PARQUET"):
         loaded += recorder.execute(statement)
     loaded += recorder.execute(copy_staged("pendo_app_1", "fromStagedParquet", TABLE_COLUMNS, load_folder))
     recorder.execute("COMMIT")
@@ -478,3 +526,29 @@ def test_both_copies_load_the_same_rows_inside_one_transaction(recorder, tmp_pat
         (DAY, datetime(2024, 4, 14, 0, 0, 0, 124000), "e1", "v1", FILL_ID),
         (DAY, datetime(2024, 4, 14, 0, 0, 0, 123000), "e2", "v0", FILL_ID)]
     assert check_statements(recorder.statements) == []
+
+
+# --- Staged rows: each batch from its own encoding ----------------------------------------------------------------
+
+STAGED_COLUMNS = [Column("periodId", ColumnType.DATE, pa.date32()),
+                  Column("at", ColumnType.TIMESTAMP, pa.timestamp("ms")), Column("n", ColumnType.INT64, pa.int64()),
+                  Column("raw", ColumnType.BYTES, pa.binary()), Column("absent", ColumnType.TEXT, pa.large_string())]
+
+
+@pytest.mark.parametrize("unit", ["ms", "us"])
+def test_a_batch_is_staged_from_its_own_timestamp_unit_so_millis_and_micros_files_agree(unit):
+    at = datetime(2024, 4, 14, 1, 2, 3, 123000 if unit == "ms" else 123456)
+    batch = pa.table({"periodId": pa.array([date(2024, 4, 14)], pa.date32()),
+                      "at": pa.array([at], pa.timestamp(unit)), "n": pa.array([7], pa.int32()),
+                      "raw": pa.array([b"\x00\xffA"], pa.binary())})
+    schema = staged_parquet_schema(STAGED_COLUMNS)
+    staged = staged_rows(batch, STAGED_COLUMNS, schema)
+    assert staged.schema == schema
+    expected_micros = int((at - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+    assert staged.to_pylist() == [{"c0": 19827, "c1": expected_micros, "c2": 7, "c3": "00ff41", "c4": None}]
+
+
+def test_the_staged_copy_reads_microseconds_and_hex_bytes():
+    statement = copy_staged("s", "t", STAGED_COLUMNS, LOAD_FOLDER)
+    assert 'TO_TIMESTAMP_NTZ($1:"c1"::NUMBER, 6)' in statement
+    assert "TO_BINARY($1:\"c3\"::VARCHAR, 'HEX')" in statement

@@ -12,6 +12,7 @@ from pendo_assets.pendo.avro import Column, ColumnType
 from pendo_assets.warehouse.base import Replacement, SliceRows
 from pendo_assets.warehouse.checks import CheckFailed
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
+from pendo_assets.warehouse.load import replace
 from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
 
 SCHEMA, TABLE, MARK = "SUB_1_APP_2", "ALLEVENTS", "BOOKKEEPING"
@@ -82,7 +83,7 @@ def test_a_day_is_replaced_and_the_bookkeeping_sees_what_was_loaded(warehouse):
 
     with warehouse.session() as s:
         slices = SliceRows("slice 1", ("a1.avro",), 2), SliceRows("slice 2", ("a2.avro",), 1)
-        replaced = s.replace([replacement(*slices)], files, bookkeeping)
+        replaced = replace(s, [replacement(*slices)], files, bookkeeping)
     assert [(done.rows, done.files) for done in replaced] == [(3, 2)]
     assert seen == [[([2, 1], 2)]]
     assert day_ids(warehouse, DAY) == ["a", "b", "c"]
@@ -104,7 +105,7 @@ def test_a_failed_check_rolls_back_the_day_and_its_bookkeeping(warehouse, files,
 
     with pytest.raises(CheckFailed, match=message):
         with warehouse.session() as s:
-            s.replace([replacement(*slices)], FilesInMemory(files), bookkeeping)
+            replace(s, [replacement(*slices)], FilesInMemory(files), bookkeeping)
     assert day_ids(warehouse, DAY) == ["old-1", "old-2"]
     assert day_ids(warehouse, NEXT_DAY) == ["other"]
 
@@ -116,7 +117,7 @@ def test_bookkeeping_that_fails_takes_the_rows_and_itself_back(warehouse):
 
     with pytest.raises(RuntimeError, match="ledger"):
         with warehouse.session() as s:
-            s.replace([replacement(SliceRows("s", ("f.avro",), 1))], FilesInMemory({"f.avro": [rows(DAY, "a")]}),
+            replace(s, [replacement(SliceRows("s", ("f.avro",), 1))], FilesInMemory({"f.avro": [rows(DAY, "a")]}),
                       bookkeeping)
     assert day_ids(warehouse, DAY) == ["old-1", "old-2"]
     assert marks(warehouse) == []
@@ -127,7 +128,7 @@ def test_a_file_failing_mid_stream_rolls_back_every_replacement(warehouse):
     second = Replacement(SCHEMA, TABLE, NEXT_DAY, (SliceRows("s", ("bad.avro",), 1),), COLUMNS)
     with pytest.raises(Exception):
         with warehouse.session() as s:
-            s.replace([replacement(SliceRows("s", ("good.avro",), 1)), second], files, lambda *_: None)
+            replace(s, [replacement(SliceRows("s", ("good.avro",), 1)), second], files, lambda *_: None)
     assert day_ids(warehouse, DAY) == ["old-1", "old-2"]
     assert day_ids(warehouse, NEXT_DAY) == ["other"]
 
@@ -136,6 +137,6 @@ def test_a_slice_of_decoded_rows_replaces_a_whole_table(warehouse):
     whole = Replacement(SCHEMA, TABLE, None, (SliceRows("definitions", rows=pa.Table.from_batches([rows(DAY, "d")])),),
                         COLUMNS, ("eventId",))
     with warehouse.session() as s:
-        [done] = s.replace([whole], FilesInMemory({}), lambda *_: None)
+        [done] = replace(s, [whole], FilesInMemory({}), lambda *_: None)
     assert done.rows == 1
     assert day_ids(warehouse, DAY) == ["d"] and day_ids(warehouse, NEXT_DAY) == []

@@ -29,12 +29,13 @@ from pendo_assets.pendo.paths import RootLocation, expected_location, export_fil
 from pendo_assets.pendo.plan import DefinitionPlan, Slice, TableDayPlan, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.base import ExportStore, MissingExportFile, StoreReadError, StoreUnavailable
-from pendo_assets.warehouse.base import (Bookkeeping, Replaced, Replacement, SchemaConflict, SliceRows, Warehouse,
-                                         WarehouseSession)
+from pendo_assets.warehouse.base import (Bookkeeping, Replaced, Replacement, SchemaConflict, SessionTag, SliceRows,
+                                         TransactionLost, Warehouse, WarehouseSession, union_of_columns)
 from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, ensure_bookkeeping,
                                                 exports_for_day, exports_with_definitions, ledger_of_day,
                                                 ledger_of_definitions, record_manifest, write_ledger, write_load_log)
 from pendo_assets.warehouse.checks import CheckFailed
+from pendo_assets.warehouse.load import replace
 
 MATCHABLE_COLUMN = "matchableId"
 EVENT_ID_COLUMN = "eventId"
@@ -96,7 +97,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
     folders = folders_of(app, manifest.exports, expected)
     tables = sorted(set(tables), key=list(EventTable).index)
     crash_point(MANIFEST_READ)
-    with warehouse.session() as session:
+    with warehouse.session(SessionTag(app.label, run_id)) as session:
         record_catalog(session, app, manifest, folders, run_id)
         cataloged = exports_for_day(session, app, day)
         folders.update(folders_of(app, cataloged, expected))
@@ -106,7 +107,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
         slices = [s for t in stale for s in plan.tables[t].slices]
         _require_files(store, app, folders, slices)
         results = {t: _table_day_load(folders, plan.tables[t]) for t in tables}
-        replacements = [_event_replacement(session, store, app, folders, plan.tables[t], results[t]) for t in stale]
+        replacements = [_event_replacement(store, app, folders, plan.tables[t]) for t in stale]
 
         def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
             write_ledger(s, app, run_id, [LedgerRow(done.replacement.table, day, results[t].built_from, done.rows)
@@ -122,7 +123,7 @@ def load_day(store: ExportStore, warehouse: Warehouse, app: AppLocation, day: da
             replaced = replace_atomically(session, app, replacements, DecodedRows(files, app, day, progress),
                                           bookkeeping, "The day was not changed")
             for t, done in zip(stale, replaced):
-                results[t].rows, results[t].files = done.rows, done.files
+                results[t].rows, results[t].files, results[t].added_columns = done.rows, done.files, done.added_columns
         for t in tables:
             if t in stale:
                 results[t].columns = session.table_columns(app.schema_name, t.value) or {}
@@ -144,7 +145,7 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
     manifest = read_manifest(store, app)
     expected = expected_location(store.location, manifest.exports)
     folders = folders_of(app, manifest.exports, expected)
-    with warehouse.session() as session:
+    with warehouse.session(SessionTag(app.label, run_id)) as session:
         record_catalog(session, app, manifest, folders, run_id)
         cataloged = exports_with_definitions(session, app)
         folders.update(folders_of(app, cataloged, expected))
@@ -161,7 +162,7 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
                 results[table].columns = session.table_columns(app.schema_name, table.table_name) or {}
             else:
                 stale.append(table)
-                replacements.append(_definitions_replacement(session, store, app, folders, plan, results[table]))
+                replacements.append(_definitions_replacement(store, app, folders, plan, results[table]))
         sources = {table: ([plans[table].snapshot] if plans[table].snapshot else []) + list(plans[table].upserts)
                    for table in stale}
 
@@ -176,7 +177,7 @@ def load_definitions(store: ExportStore, warehouse: Warehouse, app: AppLocation,
             replaced = replace_atomically(session, app, replacements, DecodedRows(files, app, None, progress),
                                           bookkeeping, "Nothing was changed")
             for t, done in zip(stale, replaced):
-                results[t].rows = done.rows
+                results[t].rows, results[t].added_columns = done.rows, done.added_columns
                 results[t].columns = session.table_columns(app.schema_name, t.table_name) or {}
     crash_point(DEFINITIONS_COMMITTED)
     progress(f"definitions: {describe_loads(results.values())}")
@@ -269,23 +270,22 @@ def record_catalog(session: WarehouseSession, app: AppLocation, manifest: Export
     crash_point(CATALOG_WRITTEN)
 
 
-def _event_replacement(session: WarehouseSession, store: ExportStore, app: AppLocation, folders: dict[int, str],
-                       plan: TableDayPlan, result: TableLoad) -> Replacement:
-    """The table-day's replacement; its columns, read from the files' headers, are added to the table now."""
-    slices, columns = [], []
+def _event_replacement(store: ExportStore, app: AppLocation, folders: dict[int, str], plan: TableDayPlan
+                       ) -> Replacement:
+    """The table-day's replacement, with each file's columns as its header gives them."""
+    slices, file_columns = [], {}
     for s in plan.slices:
         paths = tuple(_file_path(app, folders, s.counter, name, s.describe()) for name in s.files)
         fill = {MATCHABLE_COLUMN: s.matchable_id} if plan.table.is_matched else {}
         slices.append(SliceRows(s.describe(), paths, s.event_count, fill))
         for path in paths:
-            columns.append((s.describe(), path, header_columns(store, app, s.describe(), path)))
-    if plan.table.is_matched and columns:  # a matched file may omit its matchableId: the slice gives it
-        matchable = Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())
-        columns.append((f"{plan.table.value} day {plan.day}", "", [matchable]))
+            file_columns[path] = tuple(header_columns(store, app, s.describe(), path))
+    # A matched file may omit its matchableId: the slice gives it.
+    matchable = [Column(MATCHABLE_COLUMN, ColumnType.TEXT, pa.large_string())] if plan.table.is_matched else []
+    columns = union_of_columns(*file_columns.values(), matchable) if file_columns else ()
     key = (EVENT_ID_COLUMN, MATCHABLE_COLUMN) if plan.table.is_matched else (EVENT_ID_COLUMN,)
-    merged = ensure_columns(session, app, plan.table.value, columns, result)
-    return Replacement(app.schema_name, plan.table.value, plan.day, tuple(slices), merged,
-                       key if EVENT_ID_COLUMN in {c.name for c in merged} else ())
+    return Replacement(app.schema_name, plan.table.value, plan.day, tuple(slices), columns,
+                       key if EVENT_ID_COLUMN in {c.name for c in columns} else (), file_columns=file_columns)
 
 
 def header_columns(store: ExportStore, app: AppLocation, where: str, path: str) -> list[Column]:
@@ -296,30 +296,11 @@ def header_columns(store: ExportStore, app: AppLocation, where: str, path: str) 
         raise LoadError(f"{app.label}, {where}: {exc}. Nothing was changed.") from None
 
 
-def ensure_columns(session: WarehouseSession, app: AppLocation, table: str,
-                   columns: list[tuple[str, str, list[Column]]], result: TableLoad) -> tuple[Column, ...]:
-    """Create the table or add the columns it lacks, before the load's transaction; the union of the columns."""
-    merged: dict[str, Column] = {}
-    seen: set[tuple] = set()
-    for where, path, file_columns in columns:
-        shape = tuple((c.name, c.type) for c in file_columns)
-        if shape in seen:  # a day's files mostly share one schema: check each shape once
-            continue
-        seen.add(shape)
-        try:
-            result.added_columns += session.ensure_table(app.schema_name, table, file_columns, path or where)
-        except SchemaConflict as exc:
-            raise LoadError(f"{app.label}, {where}: {exc}") from None
-        for column in file_columns:
-            merged.setdefault(column.name.lower(), column)
-    return tuple(merged.values())
-
-
-def _definitions_replacement(session: WarehouseSession, store: ExportStore, app: AppLocation,
-                             folders: dict[int, str], plan: DefinitionPlan, result: TableLoad) -> Replacement:
+def _definitions_replacement(store: ExportStore, app: AppLocation, folders: dict[int, str], plan: DefinitionPlan,
+                             result: TableLoad) -> Replacement:
     """The snapshot, then each upsert replacing the rows of the ids it holds; one slice per export."""
     table = plan.table.table_name
-    columns, merged = [], []
+    file_columns, merged = {}, []
     sources = ([plan.snapshot] if plan.snapshot else []) + list(plan.upserts)
     with ExportFiles(store, app) as files:
         for source_export in sources:
@@ -327,8 +308,8 @@ def _definitions_replacement(session: WarehouseSession, store: ExportStore, app:
             batches: list[pa.RecordBatch] = []
             for name in source_export.files:
                 path = _file_path(app, folders, source_export.counter, name, where)
-                with files.open(where, path) as (file_columns, file_batches, _):
-                    columns.append((where, path, file_columns))
+                with files.open(where, path) as (columns, file_batches, _):
+                    file_columns[path] = tuple(columns)
                     batches.extend(file_batches)
                 result.files += 1
             rows = pa.Table.from_batches(batches) if batches else pa.table({})
@@ -341,8 +322,8 @@ def _definitions_replacement(session: WarehouseSession, store: ExportStore, app:
     slices = tuple(SliceRows(f"export {e.counter}, {table} definitions", rows=rows)
                    for e, rows in zip(sources, merged))
     key = (plan.table.id_column,) if all(plan.table.id_column in m.column_names for m in merged if m.num_rows) else ()
-    return Replacement(app.schema_name, table, None, slices, ensure_columns(session, app, table, columns, result),
-                       key)
+    return Replacement(app.schema_name, table, None, slices, union_of_columns(*file_columns.values()), key,
+                       file_columns=file_columns)
 
 
 def replace_atomically(session: WarehouseSession, app: AppLocation, replacements: list[Replacement],
@@ -350,9 +331,11 @@ def replace_atomically(session: WarehouseSession, app: AppLocation, replacements
     if not replacements:
         return []
     try:
-        return session.replace(replacements, decoded, bookkeeping)
+        return replace(session, replacements, decoded, bookkeeping)
     except CheckFailed as exc:
         raise LoadError(f"{app.label}, {exc}. {unchanged}; ask Pendo to re-export it if this persists.") from None
+    except (SchemaConflict, TransactionLost) as exc:
+        raise LoadError(f"{app.label}, {exc}") from None
     except Exception:
         # The warehouse sees only that its input stream failed; raise the error that says why.
         if decoded.error is not None:

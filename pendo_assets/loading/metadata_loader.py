@@ -16,8 +16,8 @@ from typing import Iterable
 import pyarrow as pa
 
 from pendo_assets.crash_points import CATALOG_WRITTEN, EXPORT_APPLIED, MANIFEST_READ, crash_point
-from pendo_assets.loading.loader import (DecodedRows, ExportFiles, LoadError, Progress, TableLoad, ensure_columns,
-                                         folders_of, header_columns, replace_atomically, require_files)
+from pendo_assets.loading.loader import (DecodedRows, ExportFiles, LoadError, Progress, TableLoad, folders_of,
+                                         header_columns, replace_atomically, require_files)
 from pendo_assets.pendo.avro import Column, ColumnType
 from pendo_assets.pendo.metadata import (EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_COLUMN, FIELD_ATTRIBUTES,
                                          FIELD_NAME_COLUMN, RECORD_ID_COLUMN, VALUE_COLUMN, MetadataExport,
@@ -25,7 +25,8 @@ from pendo_assets.pendo.metadata import (EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_CO
 from pendo_assets.pendo.models import ManifestError
 from pendo_assets.pendo.paths import expected_location, export_file_path
 from pendo_assets.stores.base import ExportStore, MissingExportFile
-from pendo_assets.warehouse.base import Replaced, Replacement, SliceRows, Unpivot, Upsert, Warehouse, WarehouseSession
+from pendo_assets.warehouse.base import (Replaced, Replacement, SessionTag, SliceRows, Unpivot, Upsert, Warehouse,
+                                         WarehouseSession, union_of_columns)
 from pendo_assets.warehouse.bookkeeping import (ExportRefs, LedgerRow, LoadLogRow, applied_metadata_exports,
                                                 cataloged_metadata_exports, ensure_bookkeeping, ledger_owner,
                                                 record_metadata_manifest, write_ledger, write_load_log)
@@ -85,7 +86,7 @@ def load_metadata(store: ExportStore, warehouse: Warehouse, location: MetadataLo
     crash_point(MANIFEST_READ)
     result = MetadataLoad(location)
     kind = location.kind
-    with warehouse.session() as session:
+    with warehouse.session(SessionTag(location.label, run_id)) as session:
         ensure_bookkeeping(session)
         with session.transaction():
             record_metadata_manifest(session, location, exports, folders, run_id)
@@ -125,32 +126,28 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
 
     record_paths, schema_paths = paths(export.record_files), paths(export.schema_files)
     require_files(store, location.label, [(folder, path, where) for path in record_paths + schema_paths])
-    record_columns = [(where, path, header_columns(store, location, where, path)) for path in record_paths]
-    schema_columns = [(where, path, header_columns(store, location, where, path)) for path in schema_paths]
+    record_columns = {path: tuple(header_columns(store, location, where, path)) for path in record_paths}
+    schema_columns = {path: tuple(header_columns(store, location, where, path)) for path in schema_paths}
     tables = result.tables
-    wide = ensure_columns(session, location, kind.records_table,
-                          [*record_columns, (where, "", list(TAG_COLUMNS))], tables[kind.records_table])
-    fields = ensure_columns(session, location, kind.fields_table,
-                            [*schema_columns, (where, "", [*FIELD_COLUMNS, *TAG_COLUMNS])], tables[kind.fields_table])
-    long_columns = [Column(kind.id_column, ColumnType.TEXT, pa.large_string()),
-                    *(c for c in FIELD_COLUMNS if c.name != FIELD_NAME_COLUMN),
-                    Column(VALUE_COLUMN, ColumnType.JSON, pa.large_string()), *TAG_COLUMNS]
-    long = ensure_columns(session, location, kind.metadata_table, [(where, "", long_columns)],
-                          tables[kind.metadata_table])
+    wide = union_of_columns(*record_columns.values(), TAG_COLUMNS)
+    fields = union_of_columns(*schema_columns.values(), FIELD_COLUMNS, TAG_COLUMNS)
+    long = (Column(kind.id_column, ColumnType.TEXT, pa.large_string()),
+            *(c for c in FIELD_COLUMNS if c.name != FIELD_NAME_COLUMN),
+            Column(VALUE_COLUMN, ColumnType.JSON, pa.large_string()), *TAG_COLUMNS)
     fill = {EXPORT_COUNTER_COLUMN: str(export.counter), EXPORT_FOLDER_COLUMN: folder_name}
 
     def upsert(key: str) -> Upsert:
         return Upsert(key, export.counter, folder_name, EXPORT_COUNTER_COLUMN, EXPORT_FOLDER_COLUMN)
 
-    wide_names = tuple(dict.fromkeys(c.name for _, _, columns in record_columns for c in columns
+    wide_names = tuple(dict.fromkeys(c.name for columns in record_columns.values() for c in columns
                                      if c.name != RECORD_ID_COLUMN))
     replacements = [
         Replacement(location.schema_name, kind.records_table, None,
                     (SliceRows(f"{where}, {kind.plural}", tuple(record_paths), export.record_count, fill),),
-                    wide, (RECORD_ID_COLUMN,), upsert(RECORD_ID_COLUMN)),
+                    wide, (RECORD_ID_COLUMN,), upsert(RECORD_ID_COLUMN), file_columns=record_columns),
         Replacement(location.schema_name, kind.fields_table, None,
                     (SliceRows(f"{where}, metadata schema", tuple(schema_paths), None, fill),),
-                    fields, (FIELD_NAME_COLUMN,), upsert(FIELD_NAME_COLUMN)),
+                    fields, (FIELD_NAME_COLUMN,), upsert(FIELD_NAME_COLUMN), file_columns=schema_columns),
         Replacement(location.schema_name, kind.metadata_table, None, (), long, (kind.id_column, "group", "name"),
                     upsert(kind.id_column),
                     Unpivot(kind.records_table, RECORD_ID_COLUMN, kind.fields_table, FIELD_NAME_COLUMN,
@@ -159,6 +156,7 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
 
     def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
         _check_described(s, location, where, record_columns)
+        _check_fields_distinct(s, location, where)
         write_ledger(s, ledger_owner(location), run_id, [LedgerRow(
             kind.records_table, None, frozenset(applied | {(export.counter, folder_name)}), replaced[0].rows)])
         write_load_log(s, ledger_owner(location), run_id, [
@@ -172,15 +170,31 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
                                       bookkeeping, f"Export {export.counter} was not applied")
     for done in replaced:
         tables[done.replacement.table].files += done.files
+        tables[done.replacement.table].added_columns += done.added_columns
     progress(f"{location.label}, {where}: " + ", ".join(f"{d.replacement.table} {d.rows:,} rows" for d in replaced))
 
 
+def _check_fields_distinct(session: WarehouseSession, location: MetadataLocation, where: str) -> None:
+    """No two fields of the catalog share `group` and `name`: the long table knows a field by those alone (Pendo's
+    layout has no avroFieldName), so it could not tell their rows apart."""
+    q, kind = session.quote, location.kind
+    shared = session.query(
+        f"SELECT {q('group')}, {q('name')}, min({q(FIELD_NAME_COLUMN)}), max({q(FIELD_NAME_COLUMN)}) "
+        f"FROM {q(location.schema_name)}.{q(kind.fields_table)} GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2")
+    if shared:
+        group, name, first, second = shared[0]
+        raise CheckFailed(
+            f"{where}: fields {first} and {second} of metadataschema.avro share group {group!r} and name {name!r}"
+            + (f" ({len(shared) - 1} more such pair(s))" if len(shared) > 1 else "")
+            + f", so {kind.metadata_table} could not tell their values apart")
+
+
 def _check_described(session: WarehouseSession, location: MetadataLocation, where: str,
-                     record_columns: list[tuple[str, str, list[Column]]]) -> None:
+                     record_columns: dict[str, tuple[Column, ...]]) -> None:
     """Every column of the export's files is a field of the catalog: otherwise its meaning is unknown. The files are
     checked, not the table: a column a refused export added before its transaction stays in the table, empty, and
     must not refuse every later export."""
-    problems = [f"{path} has column(s) {', '.join(names)}" for _, path, columns in record_columns
+    problems = [f"{path} has column(s) {', '.join(names)}" for path, columns in record_columns.items()
                 if (names := undescribed_columns(session, location, (c.name for c in columns)))]
     if problems:
         raise CheckFailed(f"{where}: {'; '.join(problems)} that no {location.kind.fields_table} row describes "

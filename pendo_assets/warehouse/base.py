@@ -1,17 +1,18 @@
 """The seam between the loader and a warehouse.
 
 The loader describes a load: which table-days to replace from which export files, with the row counts the
-bill of materials promises, and the bookkeeping to write with them. The warehouse carries it out in one
-transaction, choosing its own data path (DuckDB: the decoded Arrow stream; Snowflake: COPY from a stage),
-and runs the shared checks (`checks.py`) before it commits. Schema changes come first, outside that
-transaction, because Snowflake commits any open transaction on DDL.
+bill of materials promises, and the bookkeeping to write with them. `load.replace` carries it out, the same
+recipe for every warehouse: schema changes first, outside the transaction, because Snowflake commits any open
+transaction on DDL; then one transaction that clears, loads, settles, checks (`checks.py`) and writes the
+bookkeeping. Each warehouse supplies only its data path (DuckDB: the decoded Arrow stream; Snowflake: COPY
+from a stage), its connection, transaction, quoting and types.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -78,6 +79,9 @@ class Replacement:
     unique_key: tuple[str, ...] = ()
     upsert: Upsert | None = None
     unpivot: Unpivot | None = None
+    # Each file's own columns, as its header gives them: files of one day may encode a field differently
+    # (timestamp-millis in one, -micros in the next), and each is converted from its own encoding.
+    file_columns: Mapping[str, tuple[Column, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def describe(self) -> str:
@@ -86,11 +90,21 @@ class Replacement:
         return f"{self.table} day {self.day}" if self.day is not None else self.table
 
 
+def union_of_columns(*column_lists: Iterable[Column]) -> tuple[Column, ...]:
+    """Every column once, by case-insensitive name, as the first list naming it gives it."""
+    merged: dict[str, Column] = {}
+    for columns in column_lists:
+        for column in columns:
+            merged.setdefault(column.name.lower(), column)
+    return tuple(merged.values())
+
+
 @dataclass
 class Replaced:
     replacement: Replacement
     rows_per_slice: list[int]
     files: int
+    added_columns: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -110,11 +124,34 @@ class DecodedFiles(Protocol):
 Bookkeeping = Callable[["WarehouseSession", list[Replaced]], None]
 
 
+class TransactionLost(Exception):
+    """The warehouse ended a load's transaction before its end (Snowflake commits it on DDL): what ran before is
+    committed, the rest ran on its own. The bookkeeping is not written, so the load stays pending."""
+
+
 class WarehouseSession(Protocol):
     """A connection. Statements run on their own unless inside `transaction()`, which commits when its
     block ends and rolls back on any exception."""
 
     def transaction(self) -> ContextManager[None]: ...
+
+    def require_open_transaction(self) -> None:
+        """Raise TransactionLost if the transaction `transaction()` began has ended already."""
+        ...
+
+    def abandoned_transactions(self, run_ended: Callable[[str], bool]) -> list[str]:
+        """Abort the load transactions left open by runs that `run_ended` says are over (given a run id); a
+        message for each."""
+        ...
+
+    def staged(self, replacements: Sequence[Replacement], files: DecodedFiles) -> ContextManager[Sequence[Any]]:
+        """What each replacement's data path needs done before BEGIN (Snowflake: PUT the decoded rows, or plan the
+        COPYs from the user's stage), one handle per replacement for `load_slices`; undone when the block ends."""
+        ...
+
+    def load_slices(self, staged: Any) -> tuple[list[int], int]:
+        """Inside the transaction: add one replacement's slices' rows; the rows per slice, and the files read."""
+        ...
 
     def quote(self, name: str) -> str:
         """A column, table or schema name as this warehouse stores it, quoted (see `sql.quote_ident`)."""
@@ -136,12 +173,6 @@ class WarehouseSession(Protocol):
         """
         ...
 
-    def replace(self, replacements: Sequence[Replacement], files: DecodedFiles,
-                bookkeeping: Bookkeeping) -> list[Replaced]:
-        """In one transaction: clear each replacement's scope and load its slices (`scopes`), settle the upserts,
-        run `checks.check_replaced`, write the bookkeeping, commit. Any failure rolls everything back."""
-        ...
-
     def insert(self, schema: str, table: str, rows: pa.RecordBatch | pa.Table | pa.RecordBatchReader) -> int:
         """Insert rows by column name (bookkeeping and other small tables). Returns the rows inserted."""
         ...
@@ -159,7 +190,16 @@ class WarehouseSession(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
 
+@dataclass(frozen=True)
+class SessionTag:
+    """Who a session works for, so the warehouse can tell its sessions and transactions apart (Snowflake: the
+    QUERY_TAG and the transaction's name), and a later sync can end those a dead run left open."""
+
+    owner: str  # the app (or visitor/account kind) label
+    run_id: str
+
+
 class Warehouse(Protocol):
     url: str
 
-    def session(self) -> ContextManager[WarehouseSession]: ...
+    def session(self, tag: SessionTag | None = None) -> ContextManager[WarehouseSession]: ...

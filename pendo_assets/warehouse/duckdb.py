@@ -7,19 +7,18 @@ import re
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
 
-from pendo_assets.crash_points import FILE_INSERTED, LOAD_LOG_WRITTEN, TABLE_REPLACED, crash_point
+from pendo_assets.crash_points import FILE_INSERTED, crash_point
 from pendo_assets.errors import UserError
 from pendo_assets.pendo.avro import Column, ColumnType, column_fits
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS
-from pendo_assets.warehouse import scopes
-from pendo_assets.warehouse.base import Bookkeeping, DecodedFiles, Replaced, Replacement, SchemaConflict
-from pendo_assets.warehouse.checks import check_replaced
+from pendo_assets.warehouse.base import DecodedFiles, Replacement, SchemaConflict, SessionTag
 from pendo_assets.warehouse.sql import qualified, quote_ident, where_clause
 
 # DuckDB lets one process write a file at a time. Dagster's pool serialises our own runs, so a lock
@@ -110,7 +109,8 @@ class DuckDBWarehouse:
         return str(exc).removeprefix("IO Error: ")
 
     @contextmanager
-    def session(self) -> Iterator["DuckDBSession"]:
+    def session(self, tag: SessionTag | None = None) -> Iterator["DuckDBSession"]:
+        """`tag` is not needed: a process's transactions end with it, releasing the file."""
         conn = self.connect()
         try:
             yield DuckDBSession(conn)
@@ -121,6 +121,12 @@ class DuckDBWarehouse:
 def _lock_holder(exc: duckdb.Error) -> str:
     holder = LOCK_HOLDER.search(str(exc))
     return f"{holder['program']} (PID {holder['pid']})" if holder else "another program"
+
+
+@dataclass(frozen=True)
+class _Load:
+    replacement: Replacement
+    files: DecodedFiles
 
 
 class DuckDBSession:
@@ -140,33 +146,31 @@ class DuckDBSession:
     def quote(self, name: str) -> str:
         return quote_ident(name)
 
-    def replace(self, replacements: Sequence[Replacement], files: DecodedFiles,
-                bookkeeping: Bookkeeping) -> list[Replaced]:
-        """DuckDB's path: each file's decoded Arrow stream, one INSERT per file, pulled as it decodes."""
-        with self.transaction():
-            replaced = []
-            for r in replacements:
-                scopes.clear(self, r)
-                rows_per_slice, file_count = [scopes.derive(self, r)] if r.unpivot is not None else [], 0
-                for slice_rows in r.slices:
-                    loaded = self.insert(r.schema, r.table, slice_rows.rows) if slice_rows.rows is not None else 0
-                    for path in slice_rows.files:
-                        # One statement per file: DuckDB pulls the batches as they are decoded, which is
-                        # markedly faster than a statement per batch.
-                        with files.batches(r, slice_rows, path) as (schema, batches):
-                            loaded += self.insert(r.schema, r.table,
-                                                  pa.RecordBatchReader.from_batches(schema, batches))
-                        file_count += 1
-                        crash_point(FILE_INSERTED)
-                    rows_per_slice.append(loaded)
-                replaced.append(Replaced(r, rows_per_slice, file_count))
-                crash_point(TABLE_REPLACED)
-            for r in replacements:
-                scopes.settle(self, r)
-            check_replaced(self, replaced)
-            bookkeeping(self, replaced)
-            crash_point(LOAD_LOG_WRITTEN)
-        return replaced
+    def require_open_transaction(self) -> None:
+        """DuckDB's DDL is transactional, so nothing ends a transaction early."""
+
+    def abandoned_transactions(self, run_ended: Callable[[str], bool]) -> list[str]:
+        """A killed process's transaction ends with it, and its lock on the file with it: none is left open."""
+        return []
+
+    @contextmanager
+    def staged(self, replacements: Sequence[Replacement], files: DecodedFiles) -> Iterator[list[_Load]]:
+        """DuckDB reads the decoded stream inside the transaction: nothing to do before it."""
+        yield [_Load(r, files) for r in replacements]
+
+    def load_slices(self, load: "_Load") -> tuple[list[int], int]:
+        """Each file's decoded Arrow stream, one INSERT per file, pulled as it decodes: markedly faster than a
+        statement per batch."""
+        r, rows_per_slice, file_count = load.replacement, [], 0
+        for slice_rows in r.slices:
+            loaded = self.insert(r.schema, r.table, slice_rows.rows) if slice_rows.rows is not None else 0
+            for path in slice_rows.files:
+                with load.files.batches(r, slice_rows, path) as (schema, batches):
+                    loaded += self.insert(r.schema, r.table, pa.RecordBatchReader.from_batches(schema, batches))
+                file_count += 1
+                crash_point(FILE_INSERTED)
+            rows_per_slice.append(loaded)
+        return rows_per_slice, file_count
 
     def json_value(self, expression: str) -> str:
         return f"to_json({expression})"

@@ -76,14 +76,18 @@ def settle(session: WarehouseSession, r: Replacement) -> None:
 def _refresh_attributes(session: WarehouseSession, r: Replacement) -> None:
     """Every derived row carries its field's attributes as the fields table holds them now, not as they were when
     its export came: a field deleted later is deleted in the rows of ids no later export carried too. A field is
-    matched on the replacement's unique key without its upsert key (`group`, `name`)."""
+    matched on the replacement's unique key without its upsert key (`group`, `name`). Should two fields share
+    those, the source is one row per pair (the latest export's, then the first by name), so the UPDATE never
+    picks silently; the loader refuses such an export (`metadata_loader`)."""
     u, tag, q = r.unpivot, r.upsert, session.quote
     assert u is not None and tag is not None
     match = [c for c in r.unique_key if c != tag.key]
     refreshed = [a for a in u.attributes if a not in match]
     if not match or not refreshed:
         return
-    table, fields = q(r.table), f"{q(r.schema)}.{q(u.fields_table)}"
+    table = q(r.table)
+    fields = (f"(SELECT * FROM {q(r.schema)}.{q(u.fields_table)} QUALIFY ROW_NUMBER() OVER (PARTITION BY "
+              f"{', '.join(q(c) for c in match)} ORDER BY {q(tag.counter_column)} DESC, {q(u.name_column)}) = 1)")
     session.execute(
         f"UPDATE {q(r.schema)}.{table} SET {', '.join(f'{q(a)} = f.{q(a)}' for a in refreshed)} FROM {fields} f "
         f"WHERE {' AND '.join(f'{table}.{q(c)} = f.{q(c)}' for c in match)} "

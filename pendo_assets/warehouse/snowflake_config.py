@@ -31,7 +31,8 @@ SECRET_VARIABLES = (PASSWORD_VARIABLE, PRIVATE_KEY_VARIABLE, PRIVATE_KEY_PATH_VA
 # The SnowflakeResource field each login secret's variable fills.
 RESOURCE_SECRET_FIELDS = {PASSWORD_VARIABLE: "password", PRIVATE_KEY_VARIABLE: "private_key",
                           PRIVATE_KEY_PATH_VARIABLE: "private_key_path"}
-QUERY_PARAMETERS = ("warehouse", "role", "host", "port", "protocol", "login_timeout", "network_timeout")
+QUERY_PARAMETERS = ("warehouse", "role", "host", "port", "protocol", "login_timeout", "network_timeout",
+                    "lock_timeout")
 PROTOCOLS = ("http", "https")
 URL_EXAMPLE = "snowflake://PENDO_LOADER@myorg-myaccount/PENDO?warehouse=LOADING&role=PENDO_LOADER"
 # What the connector accepts as an account: letters, digits, _ and -, with an optional .region.cloud suffix.
@@ -41,7 +42,23 @@ SNOWFLAKE_DOMAINS = (".snowflakecomputing.com", ".snowflakecomputing.cn")
 # connector then also cancels a statement still running, so it must outlast the longest COPY of a day.
 LOGIN_TIMEOUT_SECONDS = 60
 NETWORK_TIMEOUT_SECONDS = 3600
-DEFAULT_TIMEOUTS = {"login_timeout": LOGIN_TIMEOUT_SECONDS, "network_timeout": NETWORK_TIMEOUT_SECONDS}
+# How long a statement waits for a table another transaction holds (Snowflake's default is 12 hours). Snowflake
+# aborts a transaction its dead session left open once it has blocked another for 5 minutes idle, so a load
+# waiting behind a killed one goes on within this; a load blocked by a live one fails, naming it.
+LOCK_TIMEOUT_SECONDS = 600
+DEFAULT_TIMEOUTS = {"login_timeout": LOGIN_TIMEOUT_SECONDS, "network_timeout": NETWORK_TIMEOUT_SECONDS,
+                    "lock_timeout": LOCK_TIMEOUT_SECONDS}
+# Every session sets these at login, so that no account or user default changes what a load does: times in UTC
+# and without a zone, bound dates and timestamps read in the one format `_bindable` writes, an UPDATE that could
+# pick one of several source rows an error (not a silent choice), and the product named in QUERY_TAG.
+SESSION_PARAMETERS = {
+    "TIMEZONE": "UTC",
+    "TIMESTAMP_TYPE_MAPPING": "TIMESTAMP_NTZ",
+    "DATE_INPUT_FORMAT": "YYYY-MM-DD",
+    "TIMESTAMP_INPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF",
+    "ERROR_ON_NONDETERMINISTIC_UPDATE": True,
+    "QUERY_TAG": "pendo-datasync",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,16 @@ class SnowflakeTarget:
     protocol: str | None = None
     login_timeout_seconds: int = LOGIN_TIMEOUT_SECONDS
     network_timeout_seconds: int = NETWORK_TIMEOUT_SECONDS
+    lock_timeout_seconds: int = LOCK_TIMEOUT_SECONDS
+
+    @property
+    def session_parameters(self) -> dict[str, object]:
+        """What every session of this target sets at login."""
+        parameters: dict[str, object] = {**SESSION_PARAMETERS, "LOCK_TIMEOUT": self.lock_timeout_seconds}
+        if self.host:
+            # An endpoint of one's own (an emulator, a proxy) gets no telemetry meant for Snowflake's servers.
+            parameters["CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED"] = False
+        return parameters
 
     @property
     def uses_key_pair(self) -> bool:
@@ -72,7 +99,7 @@ class SnowflakeTarget:
     def describe(self) -> str:
         """The target as a URL safe for logs; it is also one `parse_snowflake_url` reads back."""
         query = {name: getattr(self, name) for name in QUERY_PARAMETERS[:5] if getattr(self, name) is not None}
-        query.update({name: getattr(self, f"{name}_seconds") for name in QUERY_PARAMETERS[5:]
+        query.update({name: getattr(self, f"{name}_seconds") for name in DEFAULT_TIMEOUTS
                       if getattr(self, f"{name}_seconds") != DEFAULT_TIMEOUTS[name]})
         return (f"snowflake://{quote(self.user, safe='')}@{self.account}/{quote(self.database, safe='')}"
                 + (f"?{urlencode(query)}" if query else ""))
@@ -88,16 +115,14 @@ class SnowflakeTarget:
         endpoint: dict[str, object] = {name: value for name, value in
                                        (("host", self.host), ("port", self.port), ("protocol", self.protocol))
                                        if value is not None}
-        if self.host:
-            # An endpoint of one's own (an emulator, a proxy) gets no telemetry meant for Snowflake's servers.
-            endpoint["session_parameters"] = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}
         return SnowflakeResource(
             account=self.account, user=self.user, database=self.database, warehouse=self.warehouse,
             role=self.role, autocommit=True,
             # qmark binds values on the server; the default pyformat pastes them into the SQL text.
             paramstyle="qmark",
             login_timeout=self.login_timeout_seconds, network_timeout=self.network_timeout_seconds,
-            additional_snowflake_connection_args=endpoint or None, **secrets)
+            additional_snowflake_connection_args={**endpoint, "session_parameters": self.session_parameters},
+            **secrets)
 
     @contextmanager
     def connect(self, resource: SnowflakeResource | None = None) -> Iterator[SnowflakeConnection]:
@@ -198,7 +223,7 @@ def parse_snowflake_url(url: str) -> SnowflakeTarget:
                            port=_port(options["port"]) if "port" in options else None,
                            protocol=_protocol(options["protocol"]) if "protocol" in options else None,
                            **{f"{name}_seconds": _seconds(name, options[name])
-                              for name in ("login_timeout", "network_timeout") if name in options})
+                              for name in DEFAULT_TIMEOUTS if name in options})
 
 
 def _query_options(query: str) -> dict[str, str]:

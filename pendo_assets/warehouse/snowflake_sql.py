@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
@@ -42,7 +42,22 @@ _REPORTED_TYPES: dict[str, ColumnType] = {
     "VARIANT": ColumnType.JSON,
 }
 # Staged Parquet holds dates and timestamps as plain integers (see `staged_parquet_schema`).
-_STAGED_ARROW = {ColumnType.DATE: pa.int32(), ColumnType.TIMESTAMP: pa.int64(), ColumnType.JSON: pa.large_string()}
+# How each type is staged as Parquet, whatever the encoding of the file a value came from (`staged_parquet_schema`),
+# and the Avro type that reads the same way, so the staged COPY converts with the Avro COPY's own rules.
+STAGED_LAYOUT: dict[ColumnType, tuple[pa.DataType, Any]] = {
+    ColumnType.TEXT: (pa.large_string(), "string"), ColumnType.BOOLEAN: (pa.bool_(), "boolean"),
+    ColumnType.INT32: (pa.int64(), "long"), ColumnType.INT64: (pa.int64(), "long"),
+    ColumnType.FLOAT32: (pa.float64(), "double"), ColumnType.FLOAT64: (pa.float64(), "double"),
+    # Parquet binary would be read back as text (BINARY_AS_TEXT defaults to TRUE): bytes travel as hex.
+    ColumnType.BYTES: (pa.large_string(), "string"),
+    ColumnType.DATE: (pa.int32(), {"type": "int", "logicalType": "date"}),
+    ColumnType.TIMESTAMP: (pa.int64(), {"type": "long", "logicalType": "timestamp-micros"}),
+    ColumnType.JSON: (pa.large_string(), "string"),  # JSON text, parsed by the COPY
+}
+# The cast a value bound as JSON text takes to become each Arrow type's column (`insert_json`).
+_JSON_CASTS = ((pa.types.is_boolean, "BOOLEAN"), (pa.types.is_integer, "NUMBER(38,0)"),
+               (pa.types.is_floating, "FLOAT"), (pa.types.is_date, "DATE"), (pa.types.is_timestamp, "TIMESTAMP_NTZ"),
+               (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "VARCHAR"))
 _TIMESTAMP_SCALES = {"timestamp-millis": 3, "timestamp-micros": 6}
 # A stage name as Snowflake resolves it unquoted; `identifier` then upper-cases it, as Snowflake would.
 _UNQUOTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -95,36 +110,81 @@ def add_column(schema: str, table: str, column: Column) -> str:
             f"ADD COLUMN IF NOT EXISTS {identifier(column.name)} {SNOWFLAKE_TYPES[column.type]}")
 
 
-def copy_from_stage(schema: str, table: str, columns: Sequence[Column], stage: str, files: Sequence[str],
-                    fill: Mapping[str, str] | None = None, file_format: str = "AVRO") -> list[str]:
-    """COPY statements loading `files` (paths relative to the external `stage`'s root), one per 1,000 files.
+@dataclass(frozen=True)
+class StagedFile:
+    """A file a COPY reads from the user's stage: its path relative to the stage's root, its own columns as its
+    header gives them (None: as the table's), and values for columns it lacks (a matched file's matchableId)."""
 
-    Each converts every field from its Avro encoding itself (Snowflake has no logical types for Avro), so it
-    names its columns and cannot use MATCH_BY_COLUMN_NAME. `fill` gives a value to columns a slice supplies
-    where a file lacks them (a matched slice's matchableId), added to the COPY's columns when `columns` lacks them.
+    path: str
+    columns: tuple[Column, ...] | None = None
+    fill: Mapping[str, str] = field(default_factory=dict)
+
+
+def copy_from_stage(schema: str, table: str, columns: Sequence[Column], stage: str,
+                    files: Sequence[str | StagedFile], file_format: str = "AVRO") -> list[str]:
+    """COPY statements loading `files` into the table's `columns`: one per 1,000 files that encode their fields
+    alike, so the statements grow with files, not with the slices or matchables they belong to.
+
+    Each file is converted from its own Avro encoding (Snowflake has no logical types for Avro, so the COPY
+    converts, and names its columns: no MATCH_BY_COLUMN_NAME); files that encode a field differently (millis and
+    micros, an int or a string periodId) go to different statements. A column a file lacks takes the file's
+    `fill` value: one literal when the statement's files share it, else chosen by METADATA$FILENAME.
     FORCE = TRUE: a day replaced from the same files must load them again, whatever the load metadata says.
     """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file format {file_format!r} is not one of {', '.join(FILE_FORMATS)}")
-    fill = fill or {}
+    staged = [StagedFile(f) if isinstance(f, str) else f for f in files]
     known = {c.name.upper() for c in columns}
+    fill_names = [n for f in staged for n in f.fill if n.upper() not in known]
     targets = [*columns, *(Column(name, ColumnType.TEXT, pa.large_string(), "string")
-                           for name in fill if name.upper() not in known)]
+                           for name in dict.fromkeys(fill_names))]
     if not targets:
         raise ValueError(f"nothing to copy into {schema}.{table}: no columns")
-    fill_by_name = {name.upper(): value for name, value in fill.items()}
-    values = []
-    for column in targets:
-        value = _converted(column)
-        if column.name.upper() in fill_by_name:
-            value = f"COALESCE({value}, {string_literal(fill_by_name[column.name.upper()])})"
-        values.append(value)
-    head = (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in targets)}) "
-            f"FROM (SELECT {', '.join(values)} FROM @{_stage(stage)})")
-    tail = f"FILE_FORMAT = (TYPE = {file_format}) FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
-    paths = [_stage_file(path) for path in files]
-    return [f"{head} FILES = ({', '.join(paths[start:start + MAX_FILES_PER_COPY])}) {tail}"
-            for start in range(0, len(paths), MAX_FILES_PER_COPY)]
+    groups: dict[tuple, list[StagedFile]] = {}
+    for f in staged:
+        _stage_file(f.path)
+        groups.setdefault(tuple(_source(target, f) for target in targets), []).append(f)
+    head = f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in targets)})"
+    options = f"FILE_FORMAT = (TYPE = {file_format}) FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
+    statements = []
+    for sources, group in groups.items():
+        for start in range(0, len(group), MAX_FILES_PER_COPY):
+            chunk = group[start:start + MAX_FILES_PER_COPY]
+            values = [_filled(target, chunk) if source is _FILLED else source
+                      for target, source in zip(targets, sources)]
+            statements.append(f"{head} FROM (SELECT {', '.join(values)} FROM @{_stage(stage)}) "
+                              f"FILES = ({', '.join(_stage_file(f.path) for f in chunk)}) {options}")
+    return statements
+
+
+# A column whose value comes from the file's `fill`, not from the file.
+_FILLED = object()
+
+
+def _source(target: Column, f: StagedFile) -> Any:
+    """The SELECT expression giving `target` its value from file `f`, or _FILLED."""
+    if f.columns is None:
+        return _converted(target)
+    own = {c.name.lower(): c for c in f.columns}.get(target.name.lower())
+    if own is None and _fill_of(f, target) is not None:
+        return _FILLED
+    return _converted(Column(target.name, target.type, target.arrow_type,
+                             own.avro_type if own is not None else target.avro_type))
+
+
+def _fill_of(f: StagedFile, target: Column) -> str | None:
+    return {name.upper(): value for name, value in f.fill.items()}.get(target.name.upper())
+
+
+def _filled(target: Column, files: Sequence[StagedFile]) -> str:
+    """The fill value of the files of one COPY: a literal when they share it, else the value of each file's own
+    path, as METADATA$FILENAME names it (relative to the stage, or with the stage's path before it)."""
+    values = {f.path: _fill_of(f, target) or "" for f in files}
+    if len(set(values.values())) == 1:
+        return string_literal(next(iter(values.values())))
+    cases = " ".join(f"WHEN METADATA$FILENAME = {string_literal(path)} OR ENDSWITH(METADATA$FILENAME, "
+                     f"{string_literal('/' + path)}) THEN {string_literal(value)}" for path, value in values.items())
+    return f"CASE {cases} END"
 
 
 @dataclass(frozen=True)
@@ -161,9 +221,9 @@ def put_file(local_path: str | PurePath, stage_path: StagePath) -> str:
 def staged_parquet_schema(columns: Sequence[Column]) -> pa.Schema:
     """How decoded rows are staged as Parquet for `copy_staged`: every column in every part (NULL where a file
     lacks the field), named by position (an Avro name may be a SQL keyword, which fakesnow's COPY cannot read),
-    dates as days and timestamps as integers in their unit, JSON as text."""
-    return pa.schema([pa.field(_staged_name(i), _STAGED_ARROW.get(c.type, c.arrow_type))
-                      for i, c in enumerate(columns)])
+    each type in one layout whatever its file's encoding (`STAGED_LAYOUT`): dates as days, timestamps as
+    microseconds, bytes as hex, JSON as text."""
+    return pa.schema([pa.field(_staged_name(i), STAGED_LAYOUT[c.type][0]) for i, c in enumerate(columns)])
 
 
 def copy_staged(schema: str, table: str, columns: Sequence[Column], stage_path: StagePath) -> str:
@@ -173,29 +233,32 @@ def copy_staged(schema: str, table: str, columns: Sequence[Column], stage_path: 
     string loaded by name into a VARIANT column stays a string, while PARSE_JSON makes the object Pendo meant.
     No FILES =: the folder holds this load's parts only, and fakesnow cannot take FILES = on an internal stage.
     """
-    staged = [_as_staged(i, c) for i, c in enumerate(columns)]
+    staged = [Column(_staged_name(i), c.type, STAGED_LAYOUT[c.type][0], STAGED_LAYOUT[c.type][1])
+              for i, c in enumerate(columns)]
     return (f"COPY INTO {_table(schema, table)} ({', '.join(identifier(c.name) for c in columns)}) "
             f"FROM (SELECT {', '.join(_converted(c) for c in staged)} FROM {stage_path}) "
             "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE ON_ERROR = ABORT_STATEMENT")
 
 
+def insert_json(schema: str, table: str, columns: pa.Schema) -> str:
+    """An INSERT of many rows bound as one JSON array of arrays (`?`), each value cast to its column's type.
+
+    One bind, whatever the rows: the connector stages an array binding of rows x columns at or above the session's
+    CLIENT_STAGE_ARRAY_BINDING_THRESHOLD with a CREATE TEMPORARY STAGE, which commits the open transaction."""
+    values = ", ".join(f"value[{i}]::{_json_cast(f.type)}" for i, f in enumerate(columns))
+    return (f"INSERT INTO {_table(schema, table)} ({', '.join(identifier(f.name) for f in columns)}) "
+            f"SELECT {values} FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))")
+
+
+def _json_cast(arrow_type: pa.DataType) -> str:
+    for matches, cast in _JSON_CASTS:
+        if matches(arrow_type):
+            return cast
+    raise ValueError(f"no JSON binding for Arrow type {arrow_type}")
+
+
 def _staged_name(position: int) -> str:
     return f"c{position}"
-
-
-def _as_staged(position: int, column: Column) -> Column:
-    """The column as staged: its positional name, and the Avro type its Parquet value has, so that `_converted`
-    reads it as it reads Avro."""
-    if column.type is ColumnType.DATE:
-        avro_type: Any = {"type": "int", "logicalType": "date"}
-    elif column.type is ColumnType.TIMESTAMP:
-        unit = column.arrow_type.unit if pa.types.is_timestamp(column.arrow_type) else "ms"
-        avro_type = {"type": "long", "logicalType": "timestamp-micros" if unit == "us" else "timestamp-millis"}
-    elif column.type is ColumnType.JSON:
-        avro_type = "string"  # JSON text, parsed by the COPY
-    else:
-        avro_type = column.avro_type
-    return Column(_staged_name(position), column.type, column.arrow_type, avro_type)
 
 
 def check_statements(statements: Sequence[str]) -> list[str]:
@@ -262,6 +325,8 @@ def _converted(column: Column) -> str:
             return f"TO_TIMESTAMP_NTZ({field}::NUMBER, {_TIMESTAMP_SCALES[logical]})"
     elif column.type is ColumnType.JSON:
         return f"PARSE_JSON({field}::VARCHAR)" if base == "string" else field
+    elif column.type is ColumnType.BYTES and base == "string":
+        return f"TO_BINARY({field}::VARCHAR, 'HEX')"
     else:
         return f"{field}::{SNOWFLAKE_TYPES[column.type]}"
     raise ValueError(f"field {column.name!r}: no conversion from Avro {column.avro_type!r} to {column.type.value}")
