@@ -8,9 +8,10 @@ from pendo_assets.pendo.models import ExportManifest
 from pendo_assets.pendo.plan import build_sources, plan_day, plan_definitions
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.warehouse.base import SchemaConflict
-from pendo_assets.warehouse.bookkeeping import (LedgerRow, cataloged_exports, ensure_bookkeeping, exports_for_day,
-                                                exports_with_definitions, ledger_of_app, ledger_of_day,
-                                                ledger_of_definitions, record_manifest, write_ledger)
+from pendo_assets.warehouse.bookkeeping import (_DDL, CATALOG, CATALOG_SLICES, LEDGER, SCHEMA, LedgerRow,
+                                                cataloged_exports, compact_bookkeeping, ensure_bookkeeping,
+                                                exports_for_day, exports_with_definitions, ledger_of_app,
+                                                ledger_of_day, ledger_of_definitions, record_manifest, write_ledger)
 from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 from pendo_assets.warehouse.sql import quote_ident
 from pendo_assets_tests.builders import export, matched, period
@@ -114,6 +115,42 @@ def test_a_rewritten_manifest_entry_replaces_the_cataloged_one(warehouse):
     assert entry.bom.periods[0].all_events.event_count == 12
 
 
+def test_an_entry_rewritten_back_to_its_first_folder_reads_as_that_folder_again_and_compacts_to_it(warehouse):
+    first, second = export(1, period(P, 10, matched("Page/a", 3))), export(1, period(P, 12))
+    folders = ({1: "datasync/5123/-323232/a"}, {1: "datasync/5123/-323232/b"})
+    with warehouse.session() as s:
+        ensure_bookkeeping(s)
+        for entry, folder in ((first, folders[0]), (second, folders[1]), (first, folders[0])):
+            assert record_manifest(s, APP, ExportManifest((entry,)), folder, "run") == [1]
+        assert plan_day(exports_for_day(s, APP, P), P) == plan_day([first], P)
+        assert record_manifest(s, APP, ExportManifest((first,)), folders[0], "run") == []  # known, in folder a
+        slices_before = s.count(SCHEMA, CATALOG_SLICES, {})
+        # The first and second versions' catalog rows, and their slices (2 and 1).
+        assert compact_bookkeeping(s) == 2 + 3
+        assert s.count(SCHEMA, CATALOG, {}) == 1 and s.count(SCHEMA, CATALOG_SLICES, {}) == slices_before - 3
+        assert plan_day(exports_for_day(s, APP, P), P) == plan_day([first], P)
+        assert compact_bookkeeping(s) == 0
+
+
+def test_bookkeeping_written_before_versions_reads_the_same_once_versioned(warehouse):
+    entry = export(1, period(P, 10, matched("Page/a", 3)))
+    with warehouse.session() as s:
+        s.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}")
+        for table in (CATALOG, CATALOG_SLICES):  # as earlier code created them, without `version`
+            s.execute(f"CREATE TABLE {quote_ident(SCHEMA)}.{quote_ident(table)} ("
+                      + _DDL[table].replace(", version VARCHAR", "") + ")")
+        s.execute(f"INSERT INTO {quote_ident(SCHEMA)}.{quote_ident(CATALOG)} (subscription_id, application_id, "
+                  "counter, export_folder, root_url, definition_files) VALUES (?, ?, 1, ?, ?, '{}')",
+                  [APP.subscription_id, APP.application_id, "datasync/5123/-323232/a", entry.root_url])
+        s.execute(f"INSERT INTO {quote_ident(SCHEMA)}.{quote_ident(CATALOG_SLICES)} (subscription_id, "
+                  "application_id, counter, period_day, period_index, event_count, files) "
+                  "VALUES (?, ?, 1, ?, 0, 10, '[\"allevents.avro\"]')", [APP.subscription_id, APP.application_id, P])
+        ensure_bookkeeping(s)
+        (cataloged,) = exports_for_day(s, APP, P)
+        assert cataloged.bom.periods[0].all_events.event_count == 10
+        assert record_manifest(s, APP, ExportManifest((entry,)), {1: "datasync/5123/-323232/a"}, "run") == []
+
+
 def test_the_catalog_read_back_for_planning_names_the_same_sources_as_the_manifest(warehouse):
     entries = [export(1, period(P, 10, matched("Page/a", 3)), period(OTHER, 5)),
                export(2, period(P, None, matched("Feature/b", 2), matched("Page/a", 0)), retro=True,
@@ -139,6 +176,10 @@ def test_the_ledger_keeps_one_entry_per_table_day_and_definition_table(warehouse
                                          ("PAGES", None): frozenset()}
         assert ledger_of_day(s, APP, P) == {"ALLEVENTS": frozenset({(1, "a"), (2, "b")})}
         assert ledger_of_definitions(s, APP) == {"PAGES": frozenset()}
+        assert compact_bookkeeping(s) == 2
+        assert s.count(SCHEMA, LEDGER, {}) == 3
+        assert ledger_of_app(s, APP) == {("ALLEVENTS", P): frozenset({(1, "a"), (2, "b")}),
+                                         ("PAGES", None): frozenset()}
 
 
 def test_a_ledger_written_in_a_failed_load_is_rolled_back_with_it(warehouse):

@@ -7,7 +7,8 @@ lock on a file in DAGSTER_HOME; a second one waits, then finds nothing left to d
 A sync killed mid-run (SIGKILL, OOM, power cut) leaves its run STARTED and its slot in the warehouse
 pool claimed, which would block every later run. Holding the lock, any sync run still unfinished on
 this host belongs to a dead process: it is marked failed and its slot freed, and its days, never
-committed to the warehouse's ledger, are simply pending again.
+committed to the warehouse's ledger, are simply pending again. A transaction such a run left open in
+Snowflake (which keeps it, and its locks, after the process is gone) is aborted by the sync too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def exclusive_sync(home: Path, say: Callable[[str], None] = print) -> Iterator[N
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run_ended(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """A run this instance knows, which is no longer queued or running: a transaction it left open is abandoned."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status not in UNFINISHED
 
 
 def fail_orphaned_sync_runs(instance: dg.DagsterInstance) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from pendo_assets.settings import DEFAULT_DAGSTER_HOME, Settings
-from pendo_assets.sync.lock import exclusive_sync, fail_orphaned_sync_runs, sync_run_tags
+from pendo_assets.sync.lock import exclusive_sync, fail_orphaned_sync_runs, run_ended, sync_run_tags
 from pendo_assets.sync.summary import SyncSummary
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -33,13 +33,16 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
     from pendo_assets.loading.ledger import metadata_out_of_date, out_of_date
     from pendo_assets.loading.loader import LoadError, read_manifest
     from pendo_assets.warehouse import open_warehouse
-    from pendo_assets.warehouse.bookkeeping import ensure_bookkeeping
+    from pendo_assets.warehouse.bookkeeping import compact_bookkeeping, ensure_bookkeeping
 
     store = open_exports(settings.exports)
     warehouse = open_warehouse(settings.warehouse, lock_wait_seconds=settings.warehouse_lock_wait_seconds,
                                snowflake_stage=settings.snowflake_stage)
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)
+        for message in session.abandoned_transactions(lambda run_id: run_ended(instance, run_id)):
+            print(f"recovered: {message}")
+        compact_bookkeeping(session)
     partitions, apps = build_app_assets_for(settings)
     metadata = build_metadata_assets_for(settings, [a.app for a in apps])
     job = build_definitions(settings, [a.app for a in apps], [m.location for m in metadata]
