@@ -24,7 +24,7 @@ import pytest
 from pendo_assets.warehouse.snowflake_config import (
     PASSWORD_VARIABLE, SECRET_VARIABLES, SnowflakeTarget, parse_snowflake_url)
 from pendo_assets_tests.servers import REPO_ROOT, free_port, launch_until_ready, stop_process
-from pendo_assets_tests.snowflake_statements import LOG_RECORDS, LoggedLogin, LoggedStatement
+from pendo_assets_tests.snowflake_statements import LOG_RECORDS, LoggedLogin, LoggedLogout, LoggedStatement
 
 HOST = "127.0.0.1"
 ACCOUNT = "fakesnow"
@@ -104,13 +104,14 @@ class FakeSnowflakeServer:
     def statements_since(self, mark: int = 0) -> list[LoggedStatement]:
         """Every statement the server received after `mark`, in the order it received them, connector-internal
         ones included."""
-        return [record for record in self._records(mark) if isinstance(record, LoggedStatement)]
+        return [record for record in self.records_since(mark) if isinstance(record, LoggedStatement)]
 
     def sessions(self, mark: int = 0) -> dict[int, LoggedLogin]:
         """The sessions opened after `mark`, by session id (the connector's `connection.session_id`)."""
-        return {record.session: record for record in self._records(mark) if isinstance(record, LoggedLogin)}
+        return {record.session: record for record in self.records_since(mark) if isinstance(record, LoggedLogin)}
 
-    def _records(self, mark: int) -> list[Any]:
+    def records_since(self, mark: int = 0) -> list[LoggedLogin | LoggedStatement | LoggedLogout]:
+        """Every login, statement and logout after `mark`, in order."""
         with self.statement_log.open("rb") as log:
             log.seek(mark)
             lines = log.read().decode("utf-8").splitlines()

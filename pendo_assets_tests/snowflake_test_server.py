@@ -6,7 +6,8 @@ account does. Run as its own process (snowflake_server.py starts and stops it):
 
 fakesnow's routes answer everything but what is wrapped here:
 - login answers CLIENT_STAGE_ARRAY_BINDING_THRESHOLD as configured (fakesnow: 0; real accounts about 65,280),
-  echoes the session parameters the client sent as accepted, and gives each session a numeric sessionId;
+  echoes the session parameters the client sent as accepted, and gives each session a numeric sessionId and a
+  master token (the connector logs out only with one);
 - the connector's bind stage (`create or replace TEMP stage SYSTEMBIND`, which an executemany at or above
   the threshold runs first) is refused with a Snowflake-style error, so the connector binds inline instead: fakesnow
   cannot serve staged binds, and the upload would hang;
@@ -27,6 +28,7 @@ import gzip
 import importlib
 import itertools
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -124,6 +126,9 @@ class SnowflakeTestServer:
         parameters.update(sent)
         answer["data"]["parameters"] = [{"name": name, "value": value} for name, value in parameters.items()]
         answer["data"]["sessionId"] = session.id
+        # Without a master token the connector never logs out (network.py delete_session), so fakesnow would keep
+        # every session, and its transaction, until it stops.
+        answer["data"]["masterToken"] = secrets.token_urlsafe(32)
         self.log.write(LoggedLogin(session.id, session.user, sent))
         return JSONResponse(answer)
 
