@@ -32,9 +32,10 @@ from pendo_assets_tests.snowflake_statements import (begin_of, ends_transaction,
 
 @dataclass(frozen=True)
 class RecordedStatement:
-    """A statement as the connector sent it, on the session `session` (the connection's session_id). `call`: the
-    cursor method the program called (execute or executemany) with `called_sql`; a statement whose text differs
-    from `called_sql` is the connector's own. `rows`: the rows an executemany was given."""
+    """A statement as the connector sent it, on the session `session` (the connection's session_id). `call` and
+    `called_sql`: the cursor method the program called (execute or executemany) and the statement it passed, which
+    the connector's own statements (its bind stage, the PUT of the binds) carry too. `rows`: the rows an
+    executemany was given."""
 
     session: int | None
     sql: str
@@ -105,12 +106,13 @@ def _patch_cursor_class() -> None:
 
 def _entered(method: str, original: Any) -> Any:
     @functools.wraps(original)
-    def entered(cursor: Any, command: str, *args: Any, **kwargs: Any) -> Any:
-        rows = args[0] if args else kwargs.get("seqparams")
+    def entered(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+        command = args[0] if args else kwargs.get("command")
+        rows = (args[1] if len(args) > 1 else kwargs.get("seqparams")) if method == "executemany" else None
         stack = _calls.__dict__.setdefault("stack", [])
-        stack.append(_Call(method, command, len(rows) if method == "executemany" and rows is not None else None))
+        stack.append(_Call(method, command, None if rows is None else len(rows)))
         try:
-            return original(cursor, command, *args, **kwargs)
+            return original(cursor, *args, **kwargs)
         finally:
             stack.pop()
 
@@ -119,13 +121,13 @@ def _entered(method: str, original: Any) -> Any:
 
 def _sending(original: Any) -> Any:
     @functools.wraps(original)
-    def sending(cursor: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        stack = _calls.__dict__.get("stack") or [_Call("_execute_helper", query, None)]
-        call = stack[0]
+    def sending(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+        query = args[0] if args else kwargs["query"]
+        call = (_calls.__dict__.get("stack") or [_Call("_execute_helper", query, None)])[0]
         statement = RecordedStatement(cursor.connection.session_id, query, call.method, call.sql, call.rows)
         for recorder in list(_recorders):
             recorder._record(cursor.connection, statement)
-        return original(cursor, query, *args, **kwargs)
+        return original(cursor, *args, **kwargs)
 
     return sending
 
