@@ -13,11 +13,12 @@ fakesnow's routes answer everything but what is wrapped here:
   cannot serve staged binds, and the upload would hang;
 - transactions as Snowflake keeps them (https://docs.snowflake.com/en/sql-reference/transactions): BEGIN [NAME x]
   and START TRANSACTION [NAME x] open one (another BEGIN while one is open is ignored), COMMIT and ROLLBACK end it,
-  DDL commits it first and then runs on its own (fakesnow would run the DDL inside it, and ROLLBACK would undo
-  both); CURRENT_TRANSACTION(), SHOW TRANSACTIONS and SYSTEM$ABORT_TRANSACTION answer from that record. A client
+  DDL commits it first and then runs on its own (fakesnow runs a CREATE TABLE or ALTER inside it, for ROLLBACK
+  to undo, and answers a CREATE STAGE there with HTTP 500); CURRENT_TRANSACTION(), SHOW TRANSACTIONS and
+  SYSTEM$ABORT_TRANSACTION answer from that record. A client
   that dies leaves its session, and its transaction, open; a client that logs out has its transaction rolled back;
-- ALTER SESSION SET/UNSET of a parameter fakesnow does not know (LOCK_TIMEOUT, QUERY_TAG, ...) is accepted and
-  recorded, not applied;
+- ALTER SESSION SET/UNSET of a parameter fakesnow does not know (LOCK_TIMEOUT, QUERY_TAG, ...; fakesnow refuses
+  them as not implemented) is accepted and logged, not applied;
 - every login, statement and logout is appended to the statement log (snowflake_statements.py's records).
 """
 
@@ -32,7 +33,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,6 @@ class Session:
     id: int
     token: str
     user: str | None
-    parameters: dict[str, Any] = field(default_factory=dict)
     transaction: Transaction | None = None
 
 
@@ -118,7 +118,7 @@ class SnowflakeTestServer:
         if not answer.get("success"):
             return response
         sent = dict(data.get("SESSION_PARAMETERS") or {})
-        session = Session(next(self.session_ids), answer["data"]["token"], data.get("LOGIN_NAME"), sent)
+        session = Session(next(self.session_ids), answer["data"]["token"], data.get("LOGIN_NAME"))
         self.sessions[session.token] = session
         # As Snowflake answers the parameters it accepted: the client's own values stand, the threshold included.
         parameters = {p["name"]: p["value"] for p in answer["data"]["parameters"]}
@@ -151,12 +151,16 @@ class SnowflakeTestServer:
         body = json.loads(await _body(request))
         sql = body["sqlText"]
         open_transaction = session.transaction.id if session.transaction else None
-        if body.get("describeOnly"):
-            response, outcome = await fakesnow_server.query_request(request), {}
-        else:
-            response, outcome = await self._answer(request, body, session, sql)
-        self.log.write(LoggedStatement(session.id, sql, open_transaction, _succeeded(response),
-                                       bound_rows=_bound_rows(body), **outcome))
+        response, outcome = None, {}
+        try:
+            if body.get("describeOnly"):
+                response = await fakesnow_server.query_request(request)
+            else:
+                response, outcome = await self._answer(request, body, session, sql)
+        finally:  # logged even when answering fails (HTTP 500)
+            self.log.write(LoggedStatement(session.id, sql, open_transaction,
+                                           response is not None and _succeeded(response),
+                                           bound_rows=_bound_rows(body), **outcome))
         return response
 
     async def _answer(self, request: Request, body: dict, session: Session, sql: str
@@ -198,11 +202,7 @@ class SnowflakeTestServer:
             return _rows([(column, TEXT)], [[f"Aborted transaction id: {transaction_id}"]]), {"aborted": aborted}
         settings = session_settings(sql)
         if settings is not None and not FAKESNOW_SESSION_PARAMETERS & {*settings[0], *settings[1]}:
-            changed, unset = settings
-            session.parameters.update(changed)
-            for name in unset:
-                session.parameters.pop(name, None)
-            return _status(STATUS_SUCCESS), {"settings": changed}
+            return _status(STATUS_SUCCESS), {"settings": settings[0]}
         return await fakesnow_server.query_request(request), {}
 
     def _new_transaction_id(self) -> int:
