@@ -15,7 +15,8 @@ os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 from pendo_assets.settings import Settings  # noqa: E402
 from pendo_assets_tests.e2e import settings_in  # noqa: E402
 from pendo_assets_tests.servers import BucketServer, start_azurite, start_fake_gcs, start_moto  # noqa: E402
-from pendo_assets_tests.snowflake_server import FakeSnowflakeServer, start_fakesnow  # noqa: E402
+from pendo_assets_tests.snowflake_server import (SMALL_ARRAY_BINDING_THRESHOLD, FakeSnowflakeServer,  # noqa: E402
+                                                 start_fakesnow)
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BucketSer
 
 @pytest.fixture(scope="session")
 def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeSnowflakeServer]:
-    server = start_fakesnow(tmp_path_factory.mktemp("fakesnow"))
+    server = start_fakesnow(tmp_path_factory.mktemp("fakesnow"), SMALL_ARRAY_BINDING_THRESHOLD)
     yield server
     server.stop()
 

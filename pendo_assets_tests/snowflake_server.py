@@ -2,11 +2,14 @@
 
 fakesnow answers Snowflake's HTTP API from an in-memory DuckDB that every connection shares for the server's
 lifetime, so each test works in a database of its own (`create_database`, or the `snowflake_database` fixture).
-The session fixture that starts the server is in conftest.py.
+It runs wrapped by snowflake_test_server.py, which answers what fakesnow hides as a real account would (the bind
+stage, transactions, session parameters) and logs every login and statement; `sessions()` and
+`statements_since(mark())` read that log. The session fixture that starts the server is in conftest.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -20,9 +23,9 @@ import pytest
 
 from pendo_assets.warehouse.snowflake_config import (
     PASSWORD_VARIABLE, SECRET_VARIABLES, SnowflakeTarget, parse_snowflake_url)
-from pendo_assets_tests.servers import free_port, launch_until_ready, stop_process
+from pendo_assets_tests.servers import REPO_ROOT, free_port, launch_until_ready, stop_process
+from pendo_assets_tests.snowflake_statements import LOG_RECORDS, LoggedLogin, LoggedLogout, LoggedStatement
 
-FAKESNOW = Path(sys.executable).parent / "fakesnow"
 HOST = "127.0.0.1"
 ACCOUNT = "fakesnow"
 USER = "pendo_loader"
@@ -33,6 +36,12 @@ PASSWORD = "fakesnow-password-7f3a9c"
 # A test's COPY of a small day takes well under a second; this bounds a retried HTTP 500 instead.
 STATEMENT_TIMEOUT_SECONDS = 20
 CLIENT_TIMEOUT_SECONDS = 2
+STATEMENT_LOG = "snowflake-statements.jsonl"
+# The CLIENT_STAGE_ARRAY_BINDING_THRESHOLD the session's server answers. A real account answers about 65,280 binds
+# (rows x columns), which a production load's bookkeeping reaches (an app with 6,000 matchables writes a load log
+# row of 11 columns per matchable a day), while a test scenario writes tens of rows: at 100 the same executemany
+# reaches for the bind stage in the tests as it would in production.
+SMALL_ARRAY_BINDING_THRESHOLD = 100
 
 
 @dataclass
@@ -42,6 +51,8 @@ class FakeSnowflakeServer:
     host: str
     port: int
     log_path: Path
+    statement_log: Path
+    array_binding_threshold: int
     process: subprocess.Popen = field(repr=False)
 
     @property
@@ -86,6 +97,26 @@ class FakeSnowflakeServer:
             connection.cursor().execute(f"CREATE DATABASE {database}")
         return database
 
+    def mark(self) -> int:
+        """Where the statement log ends now: pass it to `statements_since` to read what came after."""
+        return self.statement_log.stat().st_size
+
+    def statements_since(self, mark: int = 0) -> list[LoggedStatement]:
+        """Every statement the server received after `mark`, in the order it received them, connector-internal
+        ones included."""
+        return [record for record in self.records_since(mark) if isinstance(record, LoggedStatement)]
+
+    def sessions(self, mark: int = 0) -> dict[int, LoggedLogin]:
+        """The sessions opened after `mark`, by session id (the connector's `connection.session_id`)."""
+        return {record.session: record for record in self.records_since(mark) if isinstance(record, LoggedLogin)}
+
+    def records_since(self, mark: int = 0) -> list[LoggedLogin | LoggedStatement | LoggedLogout]:
+        """Every login, statement and logout after `mark`, in order."""
+        with self.statement_log.open("rb") as log:
+            log.seek(mark)
+            lines = log.read().decode("utf-8").splitlines()
+        return [LOG_RECORDS[record["event"]](**record) for record in map(json.loads, lines)]
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -98,12 +129,17 @@ def unique_database_name(hint: str) -> str:
     return f"{slug}_{uuid.uuid4().hex[:12].upper()}"
 
 
-def start_fakesnow(log_dir: Path) -> FakeSnowflakeServer:
-    if not FAKESNOW.exists():
-        pytest.fail(f"fakesnow is not installed at {FAKESNOW}; run `make install`", pytrace=False)
+def start_fakesnow(log_dir: Path, array_binding_threshold: int = 0) -> FakeSnowflakeServer:
+    """Start the wrapped fakesnow server. `array_binding_threshold` is the CLIENT_STAGE_ARRAY_BINDING_THRESHOLD its
+    login answers: 0 keeps every executemany's binds inline, as fakesnow alone does; a real account answers about
+    65,280; a small value makes test-sized batches reach for the bind stage, as production-sized ones do."""
     port = free_port()
-    # Any HTTP answer means it is up: fakesnow has no route for `/` and answers 404.
+    statement_log = log_dir / STATEMENT_LOG
+    statement_log.touch()
+    # Any HTTP answer means it is up: nothing answers `/`, so it says 404.
     # fakesnow keeps internal stages' files under TMPDIR: in this run's own folder, not the machine's /tmp.
-    command = ["env", f"TMPDIR={log_dir}", str(FAKESNOW), "-s", "-p", str(port), "--host", HOST]
+    command = ["env", f"TMPDIR={log_dir}", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m",
+               "pendo_assets_tests.snowflake_test_server", "--host", HOST, "--port", str(port),
+               "--statement-log", str(statement_log), "--array-binding-threshold", str(array_binding_threshold)]
     process, log_path = launch_until_ready("fakesnow", command, f"http://{HOST}:{port}/", log_dir)
-    return FakeSnowflakeServer(HOST, port, log_path, process)
+    return FakeSnowflakeServer(HOST, port, log_path, statement_log, array_binding_threshold, process)
