@@ -23,6 +23,7 @@ import sqlglot
 from snowflake.connector.cursor import SnowflakeCursorBase
 from sqlglot import exp
 
+from pendo_assets.warehouse.base import SessionTag
 from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
 from pendo_assets.warehouse.snowflake import SnowflakeSession, SnowflakeWarehouse
 from pendo_assets.warehouse.snowflake_sql import identifier
@@ -145,8 +146,8 @@ class RecordingWarehouse(SnowflakeWarehouse):
         return [statement.sql for statement in self.recorded]
 
     @contextmanager
-    def session(self) -> Iterator[SnowflakeSession]:
-        with super().session() as session, record_statements(session.conn, into=self.recorded):
+    def session(self, tag: SessionTag | None = None) -> Iterator[SnowflakeSession]:
+        with super().session(tag) as session, record_statements(session.conn, into=self.recorded):
             yield session
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 # Whitespace and comments before a statement's first word.
 _LEAD = r"(?:\s|--[^\n]*(?:\n|$)|//[^\n]*(?:\n|$)|/\*.*?\*/)*"
@@ -43,8 +43,9 @@ _CURRENT_TRANSACTION = re.compile(_LEAD + r"SELECT\s+CURRENT_TRANSACTION\s*\(\s*
                                   rf"(?:\s+(?:AS\s+)?(?P<alias>{_IDENTIFIER}))?" + _END, re.IGNORECASE | re.DOTALL)
 _SHOW_TRANSACTIONS = re.compile(_LEAD + r"SHOW\s+TRANSACTIONS(?P<account>\s+IN\s+ACCOUNT)?" + _END,
                                 re.IGNORECASE | re.DOTALL)
-_ABORT_TRANSACTION = re.compile(_LEAD + r"SELECT\s+(?P<call>SYSTEM\$ABORT_TRANSACTION\s*\(\s*(?P<quote>'?)(?P<id>-?\d+)"
-                                r"(?P=quote)\s*\))" + _END, re.IGNORECASE | re.DOTALL)
+_ABORT_TRANSACTION = re.compile(_LEAD + r"SELECT\s+(?P<call>SYSTEM\$ABORT_TRANSACTION\s*\(\s*"
+                                r"(?:(?P<quote>'?)(?P<id>-?\d+)(?P=quote)|(?P<bound>\?))\s*\))" + _END,
+                                re.IGNORECASE | re.DOTALL)
 
 
 def leading_words(sql: str) -> list[str]:
@@ -124,11 +125,13 @@ def shows_transactions(sql: str) -> bool | None:
     return None if found is None else bool(found["account"])
 
 
-def transaction_to_abort(sql: str) -> tuple[int, str] | None:
-    """For `SELECT SYSTEM$ABORT_TRANSACTION(<id>)`, the id and the column's name (the call as written); else
-    None."""
+def transaction_to_abort(sql: str, bound: Sequence[Any] = ()) -> tuple[int, str] | None:
+    """For `SELECT SYSTEM$ABORT_TRANSACTION(<id>)`, or `(?)` with the id `bound`, the id and the column's name (the
+    call as written); else None."""
     found = _ABORT_TRANSACTION.match(sql)
-    return None if found is None else (int(found["id"]), found["call"].upper())
+    if found is None or (found["bound"] and len(bound) != 1):
+        return None
+    return int(bound[0] if found["bound"] else found["id"]), found["call"].upper()
 
 
 def _parts(dotted: str) -> tuple[str, ...]:

@@ -195,7 +195,8 @@ class SnowflakeTestServer:
         if in_account is not None:
             return _rows(SHOW_TRANSACTIONS_COLUMNS, self._transactions(session, in_account),
                          statement_type.SHOW), {}
-        to_abort = transaction_to_abort(sql)
+        bindings = body.get("bindings") or {}
+        to_abort = transaction_to_abort(sql, [bindings[str(n)]["value"] for n in range(1, len(bindings) + 1)])
         if to_abort is not None:
             transaction_id, column = to_abort
             aborted = await self._abort(transaction_id)

@@ -24,6 +24,7 @@ from pendo_assets.warehouse import is_snowflake
 from pendo_assets.warehouse.pendo_queries import STALE_MATCHED_FEATURE_EVENTS, VALID_MATCHED_FEATURE_EVENTS
 from pendo_assets_tests.e2e import (END_DAY, assert_warehouse_matches_truth, days_of, loaded_days_only,
                                     settings_in, tick_and_run, warehouse_of)
+from pendo_assets_tests.snowflake_recording import by_session, record_statements, transaction_problems
 
 FIRST_DAY = date(2022, 1, 1)
 LOADABLE = [name for name in SCENARIOS if name != "bench-day"]
@@ -98,9 +99,17 @@ def test_each_sync_of_the_scenario_leaves_exactly_what_its_exports_mean(name: st
 @pytest.mark.parametrize("name", SNOWFLAKE_CASES)
 def test_each_sync_into_snowflake_through_the_staged_path_leaves_what_the_exports_mean(
         name: str, tmp_path: Path, snowflake_server, snowflake_database, monkeypatch) -> None:
+    """The server answers a small CLIENT_STAGE_ARRAY_BINDING_THRESHOLD, as a real account's reaches a production
+    load's bookkeeping: what the connector sends, its own statements included, keeps the transaction rules, as
+    recorded at its cursor class and as the server logged it."""
     snowflake_server.use_in(monkeypatch)
     settings = replace(settings_in(tmp_path, first_partition(name)), warehouse=snowflake_server.url(snowflake_database))
-    sync_each_step_and_compare(name, settings)
+    mark = snowflake_server.mark()
+    with record_statements() as recorder:
+        sync_each_step_and_compare(name, settings)
+    assert transaction_problems(by_session(recorder.statements), recorder.session_parameters) == []
+    logins = {session: login.parameters for session, login in snowflake_server.sessions(mark).items()}
+    assert transaction_problems(by_session(snowflake_server.statements_since(mark)), logins) == []
 
 
 def sync_each_step_and_compare(name: str, settings: Settings) -> None:

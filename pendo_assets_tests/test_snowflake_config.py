@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pendo_assets.errors import UserError
 from pendo_assets.warehouse.snowflake_config import (
-    LOGIN_TIMEOUT_SECONDS, NETWORK_TIMEOUT_SECONDS, PASSPHRASE_VARIABLE, PASSWORD_VARIABLE, PRIVATE_KEY_PATH_VARIABLE,
-    PRIVATE_KEY_VARIABLE, SECRET_VARIABLES, SnowflakeTarget, parse_snowflake_url)
+    LOCK_TIMEOUT_SECONDS, LOGIN_TIMEOUT_SECONDS, NETWORK_TIMEOUT_SECONDS, PASSPHRASE_VARIABLE, PASSWORD_VARIABLE,
+    PRIVATE_KEY_PATH_VARIABLE, PRIVATE_KEY_VARIABLE, SECRET_VARIABLES, SESSION_PARAMETERS, SnowflakeTarget,
+    parse_snowflake_url)
 from pendo_assets_tests.servers import free_port
 from pendo_assets_tests.snowflake_server import PASSWORD, FakeSnowflakeServer
 
@@ -67,11 +68,14 @@ def test_a_minimal_url_names_the_user_account_and_database(password: None) -> No
 
 
 def test_timeouts_can_be_shortened_in_the_url_and_read_back(password: None) -> None:
-    target = parse_snowflake_url(f"{URL}?login_timeout=5&network_timeout=30")
-    assert (target.login_timeout_seconds, target.network_timeout_seconds) == (5, 30)
+    target = parse_snowflake_url(f"{URL}?login_timeout=5&network_timeout=30&lock_timeout=45")
+    assert (target.login_timeout_seconds, target.network_timeout_seconds, target.lock_timeout_seconds) == (5, 30, 45)
+    assert target.session_parameters["LOCK_TIMEOUT"] == 45
     assert parse_snowflake_url(target.describe()) == target
-    with pytest.raises(UserError, match="network_timeout= in the Snowflake warehouse URL must be a whole number"):
-        parse_snowflake_url(f"{URL}?network_timeout=0")
+    assert parse_snowflake_url(URL).lock_timeout_seconds == LOCK_TIMEOUT_SECONDS
+    for name in ("network_timeout", "lock_timeout"):
+        with pytest.raises(UserError, match=f"{name}= in the Snowflake warehouse URL must be a whole number"):
+            parse_snowflake_url(f"{URL}?{name}=0")
 
 
 def test_every_parameter_is_read(password: None) -> None:
@@ -187,7 +191,8 @@ def test_the_resource_holds_the_password_variable_never_its_value(password: None
     assert (resource.login_timeout, resource.network_timeout) == (LOGIN_TIMEOUT_SECONDS, NETWORK_TIMEOUT_SECONDS)
     assert resource.additional_snowflake_connection_args == {
         "host": "127.0.0.1", "port": 8123, "protocol": "http",
-        "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}}
+        "session_parameters": {**SESSION_PARAMETERS, "LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
+                               "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}}
     assert SECRET not in repr(resource)
 
 
@@ -201,8 +206,9 @@ def test_the_resource_holds_the_key_variables_never_their_values(monkeypatch: py
     assert env_var_name(getattr(resource, field)) == key_variable
     assert env_var_name(resource.private_key_password) == PASSPHRASE_VARIABLE
     assert resource.password is None
-    # Snowflake's own endpoint: no host, port, protocol or session parameters of ours.
-    assert resource.additional_snowflake_connection_args is None
+    # Snowflake's own endpoint: no host, port or protocol of ours, but the same session parameters.
+    assert resource.additional_snowflake_connection_args == {
+        "session_parameters": {**SESSION_PARAMETERS, "LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS}}
     assert SECRET not in repr(resource) and PASSPHRASE not in repr(resource)
 
 

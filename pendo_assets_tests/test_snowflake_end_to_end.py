@@ -18,12 +18,13 @@ import dagster as dg
 import pytest
 
 from pendo_assets.crash_points import CRASH_AT_VARIABLE
-from pendo_assets.generator import GeneratedExports
+from pendo_assets.generator import GeneratedExports, generate
 from pendo_assets.pendo.tables import AppLocation
 from pendo_assets.settings import Settings
 from pendo_assets.warehouse.bookkeeping import LEDGER
 from pendo_assets.warehouse.bookkeeping import SCHEMA as BOOKKEEPING_SCHEMA
-from pendo_assets_tests.e2e import (STEPS, assert_warehouse_matches_truth, days_of, export_file,
+from pendo_assets.warehouse.snowflake import TRANSACTION_PREFIX, OpenTransaction
+from pendo_assets_tests.e2e import (END_DAY, STEPS, assert_warehouse_matches_truth, days_of, export_file,
                                     failure_messages, generate_small, loaded_then_reexported, rewrite_avro,
                                     rows_of_day, same_rows, settings_in, snapshot, tick_and_run, warehouse_of)
 
@@ -132,8 +133,39 @@ def test_a_sync_killed_mid_load_leaves_each_day_wholly_old_or_new_in_snowflake(
     for day in set(old) | set(new) | set(after):
         assert after.get(day) in (old.get(day), new.get(day)), f"{day} mixes old and new rows"
     assert changed, "the kill came after some days were replaced"
-    # The killed session's transaction stays open in fakesnow, which never ends a session, and its DELETE would
-    # conflict with the next sync's; Snowflake ends it with the session (see the README), so no resume here.
+    # The killed session's transaction stays open, as on Snowflake, holding its day's DELETE. The next sync finds
+    # it by its run's name, aborts it, and finishes the work.
+    assert any(t.name.startswith(TRANSACTION_PREFIX) for t in open_transactions(settings))
+    resumed = sync(settings, tmp_path / "home")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "recovered: aborted Snowflake transaction" in resumed.stdout, resumed.stdout
+    assert not open_transactions(settings)
+    assert event_days(settings, app) == new
+
+
+def open_transactions(settings: Settings) -> list[OpenTransaction]:
+    with warehouse_of(settings).session() as session:
+        return session.open_transactions()
+
+
+def test_two_apps_syncing_into_one_database_at_once_both_finish(
+        tmp_path: Path, snowflake_server, snowflake_database, monkeypatch):
+    """Each app's loads write the bookkeeping tables every app shares; neither waits for the other's."""
+    snowflake_server.use_in(monkeypatch)
+    settings = replace(settings_in(tmp_path), warehouse=snowflake_server.url(snowflake_database))
+    generated = generate("multi-tenant", settings.exports, end_day=END_DAY)
+    # One app of each subscription, so that only the shared bookkeeping tables are written by both.
+    apps = list({app.subscription_id: f"{app.subscription_id}/{app.application_id}" for app in generated.apps
+                 }.values())
+    assert len(apps) == 2
+    syncs = [subprocess.Popen([SYNC, "sync"], cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PENDO_EXPORTS": settings.exports, "PENDO_APPS": app,
+                                   "PENDO_WAREHOUSE": settings.warehouse, "DAGSTER_HOME": str(tmp_path / app),
+                                   "PENDO_FIRST_DAY": settings.first_day.isoformat()}) for app in apps]
+    outputs = [process.communicate(timeout=600)[0] for process in syncs]
+    assert [process.returncode for process in syncs] == [0, 0], outputs
+    both = replace(generated, apps=[a for a in generated.apps if f"{a.subscription_id}/{a.application_id}" in apps])
+    assert_warehouse_matches_truth(settings, both)
 
 
 def test_the_same_dagster_instance_fills_a_snowflake_warehouse_after_a_duckdb_one(

@@ -82,6 +82,8 @@ def test_the_transaction_statements_the_server_answers_are_recognised() -> None:
     assert transaction_to_abort("select system$abort_transaction(1530042321085)") == (
         1530042321085, "SYSTEM$ABORT_TRANSACTION(1530042321085)")
     assert transaction_to_abort("SELECT SYSTEM$ABORT_TRANSACTION('17')") == (17, "SYSTEM$ABORT_TRANSACTION('17')")
+    assert transaction_to_abort("SELECT SYSTEM$ABORT_TRANSACTION(?)", ["18"]) == (18, "SYSTEM$ABORT_TRANSACTION(?)")
+    assert transaction_to_abort("SELECT SYSTEM$ABORT_TRANSACTION(?)") is None
     assert used_schema('USE SCHEMA "DB"."PENDO_DATASYNC"') == "PENDO_DATASYNC"
 
 

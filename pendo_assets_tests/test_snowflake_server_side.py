@@ -178,7 +178,8 @@ def test_a_file_short_of_its_eventcount_fails_the_reload_naming_it_and_the_day_k
     assert load.app.label in message and f"export {export_of(load, short)}, day {day}" in message, message
     assert short in message and "the bill of materials says eventCount=" in message, message
     failed = load.warehouse.statements[start:]
-    day_transaction = failed[len(failed) - 1 - failed[::-1].index("BEGIN"):]
+    begun = max(n for n, statement in enumerate(failed) if statement.startswith("BEGIN"))
+    day_transaction = failed[begun:]
     # The COPY from the user's stage ran, and its rows were rolled back with the day's DELETE.
     assert copies(day_transaction) and day_transaction[-1] == "ROLLBACK" and "COMMIT" not in day_transaction
     assert rows_of_the_day(load, day) == before

@@ -471,17 +471,18 @@ def raw_file(path: Path, period_id: int, event_ids: list[str]) -> None:
 
 
 def decoded_file(path: Path, event_ids: list[str]) -> None:
-    """The rows as the Python decoder gives them (JSON text, matchableId filled in), staged as `copy_staged` reads
-    them: columns by position, days and epoch milliseconds."""
+    """The rows as the Python decoder gives them (JSON text, matchableId filled in), staged as the staged path
+    stages them (`staged_rows`)."""
     count = len(event_ids)
-    pq.write_table(pa.Table.from_arrays([
-        pa.array([DAY] * count, pa.date32()).cast(pa.int32()),
-        pa.array([datetime(2024, 4, 14, 0, 0, 0, 123000 + 1000 * n) for n in range(count)],
-                 pa.timestamp("ms")).cast(pa.int64()),
-        pa.array(event_ids, pa.large_string()),
-        pa.array([json.dumps({"k": f"v{n}"}) for n in range(count)], pa.large_string()),
-        pa.array([FILL_ID] * count, pa.large_string()),
-    ], schema=staged_parquet_schema(TABLE_COLUMNS)), path)
+    decoded = pa.table({
+        "periodId": pa.array([DAY] * count, pa.date32()),
+        "browserTimestamp": pa.array([datetime(2024, 4, 14, 0, 0, 0, 123000 + 1000 * n) for n in range(count)],
+                                     pa.timestamp("ms")),
+        "eventId": pa.array(event_ids, pa.large_string()),
+        "properties": pa.array([json.dumps({"k": f"v{n}"}) for n in range(count)], pa.large_string()),
+        "matchableId": pa.array([FILL_ID] * count, pa.large_string())})
+    schema = staged_parquet_schema(TABLE_COLUMNS)
+    pq.write_table(staged_rows(decoded, TABLE_COLUMNS, schema), path)
 
 
 def test_both_copies_load_the_same_rows_inside_one_transaction(recorder, tmp_path):

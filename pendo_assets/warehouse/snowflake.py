@@ -118,8 +118,9 @@ class SnowflakeSession:
         self.transaction_id: str | None = None
         # Columns of existing tables, by (schema, table) upper-cased: a load asks for them several times per table.
         self._columns: dict[tuple[str, str], dict[str, str]] = {}
-        if tag is not None:
-            self._run(f"ALTER SESSION SET QUERY_TAG = {string_literal(query_tag(tag))}")
+        # Set per session, not only at login: the connector writes what the server answers into the parameters it
+        # was given, which dagster-snowflake passes to every later connection, so a tag would outlive its session.
+        self._run(f"ALTER SESSION SET QUERY_TAG = {string_literal(query_tag(tag))}")
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.cursor.execute(sql, [_bindable(p) for p in params] or None)
@@ -224,8 +225,7 @@ class SnowflakeSession:
             table_type = existing.get(column.name.upper())
             if table_type is None:
                 self._run(add_column(schema, table, column))
-                existing[column.name.upper()] = SNOWFLAKE_TYPES[column.type]
-                self._columns[(schema.upper(), table.upper())] = existing
+                self._columns.pop((schema.upper(), table.upper()), None)  # read again, as Snowflake reports it
                 added.append(column.name)
                 continue
             neutral = neutral_type(table_type)
