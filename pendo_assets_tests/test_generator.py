@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pendo_assets.generator import SCENARIOS, GeneratedApp, GeneratedExports, Scenario, generate
-from pendo_assets.generator.avro_files import ExportFolder, SplitAvroSink, SplitLimits
+from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvroSink, SplitLimits
 from pendo_assets.generator.cli import add_generate_arguments, run_generate
 from pendo_assets.generator.exports import BOM_NAME, listed_files
 from pendo_assets.generator.schemas import event_schema
@@ -751,14 +751,14 @@ def test_inconsistent_scenarios_are_refused(change: dict, problem: str) -> None:
 
 
 def test_split_sink_names_a_single_part_plainly_and_numbers_parts_once_it_splits(tmp_path: Path) -> None:
-    schema = fastavro.parse_schema({"type": "record", "name": "Row",
-                                    "fields": [{"name": "x", "type": "string"}]})
+    row_format = (PartFormat(fastavro.parse_schema({"type": "record", "name": "Row",
+                                                   "fields": [{"name": "x", "type": "string"}]})),)
     folder = ExportFolder(tmp_path, (("null", 1),), block_bytes=100)
-    single = SplitAvroSink(folder, "one", schema, SplitLimits(max_rows=10, max_bytes=10**9))
+    single = SplitAvroSink(folder, "one", row_format, SplitLimits(max_rows=10, max_bytes=10**9))
     for index in range(10):
         single.write({"x": str(index)})
     assert [part.relative_path for part in single.close()] == ["one.avro"]
-    by_size = SplitAvroSink(folder, "sized", schema, SplitLimits(max_rows=None, max_bytes=600))
+    by_size = SplitAvroSink(folder, "sized", row_format, SplitLimits(max_rows=None, max_bytes=600))
     for index in range(200):
         by_size.write({"x": "value-" * 3 + str(index)})
     parts = by_size.close()
