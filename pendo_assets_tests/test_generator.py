@@ -22,7 +22,7 @@ from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvr
 from pendo_assets.generator.cli import add_generate_arguments, run_generate
 from pendo_assets.generator.exports import BOM_NAME, listed_files
 from pendo_assets.generator.schemas import event_schema
-from pendo_assets.generator.spec import Lifecycle
+from pendo_assets.generator.spec import EventEncoding, Lifecycle
 
 END_DAY = date(2024, 4, 15)
 PENDO_ID = re.compile(r"^[A-Za-z0-9_-]{27}$")
@@ -73,6 +73,30 @@ def folder_of(manifest_path: Path, entry: dict) -> Path:
 
 def period_day(period: dict) -> date:
     return date.fromisoformat(period["periodId"][:10])
+
+
+def period_id_shape(period_id: object) -> str:
+    """Which of Pendo's periodId encodings an event row's value is in, as fastavro decodes it."""
+    if isinstance(period_id, date):
+        return "date"
+    if isinstance(period_id, str):
+        return "ISO text"
+    return "yyyymmdd" if period_id >= 10_000_000 else "days since 1970"
+
+
+def event_day(period_id: object) -> date:
+    shape = period_id_shape(period_id)
+    if shape == "date":
+        return period_id
+    if shape == "ISO text":
+        return date.fromisoformat(period_id)
+    if shape == "yyyymmdd":
+        return date(period_id // 10_000, period_id // 100 % 100, period_id % 100)
+    return date(1970, 1, 1) + timedelta(days=period_id)
+
+
+def with_event_day(row: dict) -> dict:
+    return {**row, "periodId": event_day(row["periodId"])}
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -147,7 +171,7 @@ def test_bom_event_counts_equal_rows_of_the_listed_files(walk: Walk) -> None:
                         continue
                     rows = rows_of(folder, listed["files"])
                     assert len(rows) == listed["eventCount"], (entry["counter"], slice_id)
-                    assert {row["periodId"] for row in rows} <= {period_day(period)}
+                    assert {event_day(row["periodId"]) for row in rows} <= {period_day(period)}
                     if slice_id != "allEvents":
                         assert {row["matchableId"] for row in rows} <= {slice_id.split("/", 1)[1]}
 
@@ -165,12 +189,13 @@ def test_matched_rows_are_allevents_rows_that_the_objects_rule_matches(walk: Wal
                 if any(not (folder / name).exists() for name in period.get("allEvents", {}).get("files", [])):
                     continue
                 all_event_files = period.get("allEvents", {}).get("files", [])
-                all_events = {row["eventId"]: row for row in rows_of(folder, all_event_files)}
+                all_events = {row["eventId"]: with_event_day(row) for row in rows_of(folder, all_event_files)}
                 for matched in period["matchedEvents"]:
                     for row in rows_of(folder, matched["files"]):
                         assert rule_matches(rules[row["matchableId"]], row), (matched["id"], row)
                         if all_events:
-                            event = {key: value for key, value in row.items() if key not in MATCH_COLUMNS}
+                            event = {key: value for key, value in with_event_day(row).items()
+                                     if key not in MATCH_COLUMNS}
                             assert all_events[row["eventId"]] == event
 
 
@@ -609,6 +634,69 @@ def test_utc_midnight_days_start_and_end_on_the_millisecond(tree) -> None:
         assert offsets_ms[0] == 0 and offsets_ms[-1] == 86_400_000 - 1
         assert sum(offset < edge.window_ms for offset in offsets_ms) >= edge.events_per_side
         assert sum(offset >= 86_400_000 - edge.window_ms for offset in offsets_ms) >= edge.events_per_side
+
+
+def file_encoding(path: Path) -> tuple[str, str]:
+    """(periodId's Avro type, the instants' logical type) from the file's header; a matched file's
+    lastUpdatedAt must use the same unit as its browserTimestamp."""
+    with path.open("rb") as avro_file:
+        types = {item["name"]: item["type"] for item in fastavro.reader(avro_file).writer_schema["fields"]}
+    period_id = types["periodId"]
+    unit = types["browserTimestamp"]["logicalType"]
+    if "lastUpdatedAt" in types:
+        (updated,) = [branch for branch in types["lastUpdatedAt"] if branch != "null"]
+        assert updated["logicalType"] == unit, path
+    return period_id.get("logicalType", period_id["type"]) if isinstance(period_id, dict) else period_id, unit
+
+
+def mixes_every_encoding_kind(encodings: set[tuple[str, str]]) -> bool:
+    """Both timestamp units, and periodId both as an Avro date and as text or a plain number."""
+    return ({unit for _, unit in encodings} == {"timestamp-millis", "timestamp-micros"}
+            and "date" in {period_id for period_id, _ in encodings} and len({p for p, _ in encodings}) > 1)
+
+
+def test_mixed_encodings_mix_within_one_day_and_table(tree) -> None:
+    app = only_app(tree("mixed-encodings"))
+    mixed_days, shapes = [], set()
+    for entry in entries_of(app):
+        folder = folder_of(app.manifest_path, entry)
+        for period in entry["timeDependent"]:
+            by_table: dict[str, set[tuple[str, str]]] = defaultdict(set)
+            by_table["ALLEVENTS"] = {file_encoding(folder / name) for name in period["allEvents"]["files"]}
+            for matched in period["matchedEvents"]:
+                by_table[MATCHED_TABLES[matched["type"]]] |= {file_encoding(folder / name)
+                                                              for name in matched["files"]}
+            mixed = {table for table, encodings in by_table.items() if mixes_every_encoding_kind(encodings)}
+            if "ALLEVENTS" in mixed and len(mixed) > 1:
+                mixed_days.append(period_day(period))
+            for name in listed_files({"timeDependent": [period]}):
+                for row in read_rows(folder / name):
+                    assert event_day(row["periodId"]) == row["browserTimestamp"].date() == period_day(period)
+                    shapes.add(period_id_shape(row["periodId"]))
+    assert mixed_days, "a day mixes every kind of encoding both in ALLEVENTS and in a matched table"
+    assert shapes == {"date", "ISO text", "days since 1970", "yyyymmdd"}
+
+
+def test_mixed_encodings_write_the_same_days_and_instants_as_a_single_encoding(
+        tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mixed = only_app(tree("mixed-encodings"))
+    scenario = SCENARIOS["mixed-encodings"]
+    monkeypatch.setitem(SCENARIOS, "mixed-encodings",
+                        replace(scenario, files=replace(scenario.files, encodings=(EventEncoding(),))))
+    single = only_app(generate("mixed-encodings", tmp_path, end_day=END_DAY))
+    assert single.truth == mixed.truth
+    entries = entries_of(mixed)
+    assert [entry["timeDependent"] for entry in entries] == [entry["timeDependent"] for entry in entries_of(single)]
+    for entry in entries:
+        names = listed_files({"timeDependent": entry["timeDependent"]})
+        encodings = set()
+        for name in names:
+            mixed_path = folder_of(mixed.manifest_path, entry) / name
+            single_path = folder_of(single.manifest_path, entry) / name
+            encodings.add(file_encoding(mixed_path))
+            assert file_encoding(single_path) == ("date", "timestamp-millis")
+            assert [with_event_day(row) for row in read_rows(mixed_path)] == read_rows(single_path), name
+        assert len(encodings) == len(scenario.files.encodings)
 
 
 def test_definition_lifecycle_renames_without_retroactive_export_then_rematches_a_day_after_the_rule_change(
