@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pendo_assets.generator import SCENARIOS, GeneratedApp, GeneratedExports, Scenario, generate
+from pendo_assets.generator import SCENARIOS, GeneratedApp, GeneratedExports, Scenario, Truth, generate
 from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvroSink, SplitLimits
 from pendo_assets.generator.cli import add_generate_arguments, run_generate
 from pendo_assets.generator.exports import BOM_NAME, listed_files
@@ -291,6 +291,7 @@ def test_replaying_every_export_with_pendos_load_rules_reaches_the_truth(walk: W
         assert warehouse.allevents == {day: ids for day, ids in app.truth.allevents.items()}
         for table, days in app.truth.matched.items():
             assert {day: warehouse.matched_pairs(table, day) for day in days} == days
+        assert_rows_carry_the_truths_instants(warehouse, app.truth)
         for table, objects in app.truth.definitions.items():
             assert {object_id: {key: row.get(key) for key in TRUTH_DEFINITION_KEYS}
                     for object_id, row in warehouse.definitions[table].items()} == objects
@@ -319,6 +320,7 @@ class LoadedWarehouse:
     """What a loader following Pendo's documented load rules holds after replaying the exports."""
 
     allevents: dict[date, set[str]] = field(default_factory=dict)
+    allevents_timestamps: dict[date, dict[str, datetime]] = field(default_factory=dict)
     matched: dict[str, dict[date, dict[str, list[dict]]]] = field(
         default_factory=lambda: {table: defaultdict(dict) for table in MATCHED_TABLES.values()})
     definitions: dict[str, dict[str, dict]] = field(
@@ -349,6 +351,7 @@ def replay(manifest_path: Path, entries: list[dict], refused: set[tuple[int, dat
             if "allEvents" in period:
                 rows = rows_of(folder, period["allEvents"]["files"])
                 warehouse.allevents[day] = {row["eventId"] for row in rows}
+                warehouse.allevents_timestamps[day] = {row["eventId"]: row["browserTimestamp"] for row in rows}
                 for matched in warehouse.matched.values():
                     matched[day] = {}
             for matched in period.get("matchedEvents", []):
@@ -356,6 +359,18 @@ def replay(manifest_path: Path, entries: list[dict], refused: set[tuple[int, dat
                 rows = rows_of(folder, matched["files"])
                 warehouse.matched[MATCHED_TABLES[object_type]][day][matchable_id] = rows
     return warehouse
+
+
+def assert_rows_carry_the_truths_instants(warehouse: LoadedWarehouse, truth: Truth) -> None:
+    """Every row's browserTimestamp is its event's; every matched row's lastUpdatedAt its matchable's of that day."""
+    for day, instants in warehouse.allevents_timestamps.items():
+        assert instants == {event_id: truth.browser_timestamps[day][event_id] for event_id in instants}, day
+    for days in warehouse.matched.values():
+        for day, by_matchable in days.items():
+            for matchable_id, rows in by_matchable.items():
+                for row in rows:
+                    assert row["browserTimestamp"] == truth.browser_timestamps[day][row["eventId"]], day
+                    assert row["lastUpdatedAt"] == truth.matched_updated_at[day][matchable_id], (day, matchable_id)
 
 
 @pytest.fixture(scope="module")
