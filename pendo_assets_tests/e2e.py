@@ -80,20 +80,27 @@ def read_table(warehouse: Warehouse, app: AppLocation, table: str, columns: list
 
 
 def assert_warehouse_matches_truth(settings: Settings, generated) -> None:
+    """Every event row by day and id, with the instants it carries (a file's timestamp unit misread is 1,000x off)."""
     warehouse = warehouse_of(settings)
     for generated_app in generated.apps:
         app = AppLocation(generated_app.subscription_id, generated_app.application_id)
         truth = generated_app.truth
-        loaded: dict[date, set[str]] = {}
-        for day, event_id in read_table(warehouse, app, "ALLEVENTS", ["periodId", "eventId"]):
-            loaded.setdefault(day, set()).add(event_id)
-        assert loaded == {d: ids for d, ids in truth.allevents.items() if ids}, app
+        loaded: dict[date, dict[str, datetime]] = {}
+        for day, event_id, moment in read_table(warehouse, app, "ALLEVENTS",
+                                                ["periodId", "eventId", "browserTimestamp"]):
+            loaded.setdefault(day, {})[event_id] = naive_utc(moment)
+        assert loaded == {d: {i: naive_utc(truth.browser_timestamps[d][i]) for i in ids}
+                          for d, ids in truth.allevents.items() if ids}, app
         for table in (t for t in EventTable if t.is_matched):
-            loaded_matched: dict[date, set[tuple[str, str]]] = {}
-            for day, matchable_id, event_id in read_table(warehouse, app, table.value,
-                                                          ["periodId", "matchableId", "eventId"]):
-                loaded_matched.setdefault(day, set()).add((matchable_id, event_id))
-            expected = {d: rows for d, rows in truth.matched.get(table.value, {}).items() if rows}
+            loaded_matched: dict[date, set[tuple]] = {}
+            for day, matchable_id, event_id, moment, updated_at in read_table(
+                    warehouse, app, table.value,
+                    ["periodId", "matchableId", "eventId", "browserTimestamp", "lastUpdatedAt"]):
+                loaded_matched.setdefault(day, set()).add(
+                    (matchable_id, event_id, naive_utc(moment), naive_utc(updated_at)))
+            expected = {d: {(m, i, naive_utc(truth.browser_timestamps[d][i]),
+                             naive_utc(truth.matched_updated_at[d][m])) for m, i in rows}
+                        for d, rows in truth.matched.get(table.value, {}).items() if rows}
             assert loaded_matched == expected, (app, table)
         for table, by_id in truth.definitions.items():
             id_column = {"PAGES": "pageId", "FEATURES": "featureId", "TRACKTYPES": "trackTypeId",
@@ -134,6 +141,11 @@ def assert_metadata_matches_truth(warehouse: Warehouse, location: MetadataLocati
         [(i, g, n, comparable(w, w)) for i, g, n, w in wanted], location.label
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """A warehouse TIMESTAMP is UTC without a zone; the generator's instants carry theirs."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 def read_all(warehouse: Warehouse, schema: str, table: str) -> list[dict]:
     """Every row, keyed by lower-cased column name (Snowflake upper-cases them). Times are read as text: fakesnow
     (0.12.1) returns a NULL TIMESTAMP_NTZ to the client as 1970-01-01 00:00:00, though `IS NULL` holds for it."""
@@ -169,6 +181,8 @@ def from_day(truth: Truth, first_day: date) -> Truth:
                  for table, days in truth.matched.items()},
         definitions=truth.definitions,
         event_counts={key: rows for key, rows in truth.event_counts.items() if key[1] >= first_day},
+        browser_timestamps={day: by_id for day, by_id in truth.browser_timestamps.items() if day >= first_day},
+        matched_updated_at={day: by_id for day, by_id in truth.matched_updated_at.items() if day >= first_day},
     )
 
 

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pendo_assets.generator import SCENARIOS, GeneratedApp, GeneratedExports, Scenario, generate
-from pendo_assets.generator.avro_files import ExportFolder, SplitAvroSink, SplitLimits
+from pendo_assets.generator import SCENARIOS, GeneratedApp, GeneratedExports, Scenario, Truth, generate
+from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvroSink, SplitLimits
 from pendo_assets.generator.cli import add_generate_arguments, run_generate
 from pendo_assets.generator.exports import BOM_NAME, listed_files
 from pendo_assets.generator.schemas import event_schema
-from pendo_assets.generator.spec import Lifecycle
+from pendo_assets.generator.spec import EventEncoding, Lifecycle
 
 END_DAY = date(2024, 4, 15)
 PENDO_ID = re.compile(r"^[A-Za-z0-9_-]{27}$")
@@ -73,6 +73,30 @@ def folder_of(manifest_path: Path, entry: dict) -> Path:
 
 def period_day(period: dict) -> date:
     return date.fromisoformat(period["periodId"][:10])
+
+
+def period_id_shape(period_id: object) -> str:
+    """Which of Pendo's periodId encodings an event row's value is in, as fastavro decodes it."""
+    if isinstance(period_id, date):
+        return "date"
+    if isinstance(period_id, str):
+        return "ISO text"
+    return "yyyymmdd" if period_id >= 10_000_000 else "days since 1970"
+
+
+def event_day(period_id: object) -> date:
+    shape = period_id_shape(period_id)
+    if shape == "date":
+        return period_id
+    if shape == "ISO text":
+        return date.fromisoformat(period_id)
+    if shape == "yyyymmdd":
+        return date(period_id // 10_000, period_id // 100 % 100, period_id % 100)
+    return date(1970, 1, 1) + timedelta(days=period_id)
+
+
+def with_event_day(row: dict) -> dict:
+    return {**row, "periodId": event_day(row["periodId"])}
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -147,7 +171,7 @@ def test_bom_event_counts_equal_rows_of_the_listed_files(walk: Walk) -> None:
                         continue
                     rows = rows_of(folder, listed["files"])
                     assert len(rows) == listed["eventCount"], (entry["counter"], slice_id)
-                    assert {row["periodId"] for row in rows} <= {period_day(period)}
+                    assert {event_day(row["periodId"]) for row in rows} <= {period_day(period)}
                     if slice_id != "allEvents":
                         assert {row["matchableId"] for row in rows} <= {slice_id.split("/", 1)[1]}
 
@@ -165,12 +189,13 @@ def test_matched_rows_are_allevents_rows_that_the_objects_rule_matches(walk: Wal
                 if any(not (folder / name).exists() for name in period.get("allEvents", {}).get("files", [])):
                     continue
                 all_event_files = period.get("allEvents", {}).get("files", [])
-                all_events = {row["eventId"]: row for row in rows_of(folder, all_event_files)}
+                all_events = {row["eventId"]: with_event_day(row) for row in rows_of(folder, all_event_files)}
                 for matched in period["matchedEvents"]:
                     for row in rows_of(folder, matched["files"]):
                         assert rule_matches(rules[row["matchableId"]], row), (matched["id"], row)
                         if all_events:
-                            event = {key: value for key, value in row.items() if key not in MATCH_COLUMNS}
+                            event = {key: value for key, value in with_event_day(row).items()
+                                     if key not in MATCH_COLUMNS}
                             assert all_events[row["eventId"]] == event
 
 
@@ -266,6 +291,7 @@ def test_replaying_every_export_with_pendos_load_rules_reaches_the_truth(walk: W
         assert warehouse.allevents == {day: ids for day, ids in app.truth.allevents.items()}
         for table, days in app.truth.matched.items():
             assert {day: warehouse.matched_pairs(table, day) for day in days} == days
+        assert_rows_carry_the_truths_instants(warehouse, app.truth)
         for table, objects in app.truth.definitions.items():
             assert {object_id: {key: row.get(key) for key in TRUTH_DEFINITION_KEYS}
                     for object_id, row in warehouse.definitions[table].items()} == objects
@@ -294,6 +320,7 @@ class LoadedWarehouse:
     """What a loader following Pendo's documented load rules holds after replaying the exports."""
 
     allevents: dict[date, set[str]] = field(default_factory=dict)
+    allevents_timestamps: dict[date, dict[str, datetime]] = field(default_factory=dict)
     matched: dict[str, dict[date, dict[str, list[dict]]]] = field(
         default_factory=lambda: {table: defaultdict(dict) for table in MATCHED_TABLES.values()})
     definitions: dict[str, dict[str, dict]] = field(
@@ -324,6 +351,7 @@ def replay(manifest_path: Path, entries: list[dict], refused: set[tuple[int, dat
             if "allEvents" in period:
                 rows = rows_of(folder, period["allEvents"]["files"])
                 warehouse.allevents[day] = {row["eventId"] for row in rows}
+                warehouse.allevents_timestamps[day] = {row["eventId"]: row["browserTimestamp"] for row in rows}
                 for matched in warehouse.matched.values():
                     matched[day] = {}
             for matched in period.get("matchedEvents", []):
@@ -331,6 +359,18 @@ def replay(manifest_path: Path, entries: list[dict], refused: set[tuple[int, dat
                 rows = rows_of(folder, matched["files"])
                 warehouse.matched[MATCHED_TABLES[object_type]][day][matchable_id] = rows
     return warehouse
+
+
+def assert_rows_carry_the_truths_instants(warehouse: LoadedWarehouse, truth: Truth) -> None:
+    """Every row's browserTimestamp is its event's; every matched row's lastUpdatedAt its matchable's of that day."""
+    for day, instants in warehouse.allevents_timestamps.items():
+        assert instants == {event_id: truth.browser_timestamps[day][event_id] for event_id in instants}, day
+    for days in warehouse.matched.values():
+        for day, by_matchable in days.items():
+            for matchable_id, rows in by_matchable.items():
+                for row in rows:
+                    assert row["browserTimestamp"] == truth.browser_timestamps[day][row["eventId"]], day
+                    assert row["lastUpdatedAt"] == truth.matched_updated_at[day][matchable_id], (day, matchable_id)
 
 
 @pytest.fixture(scope="module")
@@ -611,6 +651,69 @@ def test_utc_midnight_days_start_and_end_on_the_millisecond(tree) -> None:
         assert sum(offset >= 86_400_000 - edge.window_ms for offset in offsets_ms) >= edge.events_per_side
 
 
+def file_encoding(path: Path) -> tuple[str, str]:
+    """(periodId's Avro type, the instants' logical type) from the file's header; a matched file's
+    lastUpdatedAt must use the same unit as its browserTimestamp."""
+    with path.open("rb") as avro_file:
+        types = {item["name"]: item["type"] for item in fastavro.reader(avro_file).writer_schema["fields"]}
+    period_id = types["periodId"]
+    unit = types["browserTimestamp"]["logicalType"]
+    if "lastUpdatedAt" in types:
+        (updated,) = [branch for branch in types["lastUpdatedAt"] if branch != "null"]
+        assert updated["logicalType"] == unit, path
+    return period_id.get("logicalType", period_id["type"]) if isinstance(period_id, dict) else period_id, unit
+
+
+def mixes_every_encoding_kind(encodings: set[tuple[str, str]]) -> bool:
+    """Both timestamp units, and periodId both as an Avro date and as text or a plain number."""
+    return ({unit for _, unit in encodings} == {"timestamp-millis", "timestamp-micros"}
+            and "date" in {period_id for period_id, _ in encodings} and len({p for p, _ in encodings}) > 1)
+
+
+def test_mixed_encodings_mix_within_one_day_and_table(tree) -> None:
+    app = only_app(tree("mixed-encodings"))
+    mixed_days, shapes = [], set()
+    for entry in entries_of(app):
+        folder = folder_of(app.manifest_path, entry)
+        for period in entry["timeDependent"]:
+            by_table: dict[str, set[tuple[str, str]]] = defaultdict(set)
+            by_table["ALLEVENTS"] = {file_encoding(folder / name) for name in period["allEvents"]["files"]}
+            for matched in period["matchedEvents"]:
+                by_table[MATCHED_TABLES[matched["type"]]] |= {file_encoding(folder / name)
+                                                              for name in matched["files"]}
+            mixed = {table for table, encodings in by_table.items() if mixes_every_encoding_kind(encodings)}
+            if "ALLEVENTS" in mixed and len(mixed) > 1:
+                mixed_days.append(period_day(period))
+            for name in listed_files({"timeDependent": [period]}):
+                for row in read_rows(folder / name):
+                    assert event_day(row["periodId"]) == row["browserTimestamp"].date() == period_day(period)
+                    shapes.add(period_id_shape(row["periodId"]))
+    assert mixed_days, "a day mixes every kind of encoding both in ALLEVENTS and in a matched table"
+    assert shapes == {"date", "ISO text", "days since 1970", "yyyymmdd"}
+
+
+def test_mixed_encodings_write_the_same_days_and_instants_as_a_single_encoding(
+        tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mixed = only_app(tree("mixed-encodings"))
+    scenario = SCENARIOS["mixed-encodings"]
+    monkeypatch.setitem(SCENARIOS, "mixed-encodings",
+                        replace(scenario, files=replace(scenario.files, encodings=(EventEncoding(),))))
+    single = only_app(generate("mixed-encodings", tmp_path, end_day=END_DAY))
+    assert single.truth == mixed.truth
+    entries = entries_of(mixed)
+    assert [entry["timeDependent"] for entry in entries] == [entry["timeDependent"] for entry in entries_of(single)]
+    for entry in entries:
+        names = listed_files({"timeDependent": entry["timeDependent"]})
+        encodings = set()
+        for name in names:
+            mixed_path = folder_of(mixed.manifest_path, entry) / name
+            single_path = folder_of(single.manifest_path, entry) / name
+            encodings.add(file_encoding(mixed_path))
+            assert file_encoding(single_path) == ("date", "timestamp-millis")
+            assert [with_event_day(row) for row in read_rows(mixed_path)] == read_rows(single_path), name
+        assert len(encodings) == len(scenario.files.encodings)
+
+
 def test_definition_lifecycle_renames_without_retroactive_export_then_rematches_a_day_after_the_rule_change(
         tree) -> None:
     app = only_app(tree("definition-lifecycle"))
@@ -751,14 +854,14 @@ def test_inconsistent_scenarios_are_refused(change: dict, problem: str) -> None:
 
 
 def test_split_sink_names_a_single_part_plainly_and_numbers_parts_once_it_splits(tmp_path: Path) -> None:
-    schema = fastavro.parse_schema({"type": "record", "name": "Row",
-                                    "fields": [{"name": "x", "type": "string"}]})
+    row_format = (PartFormat(fastavro.parse_schema({"type": "record", "name": "Row",
+                                                   "fields": [{"name": "x", "type": "string"}]})),)
     folder = ExportFolder(tmp_path, (("null", 1),), block_bytes=100)
-    single = SplitAvroSink(folder, "one", schema, SplitLimits(max_rows=10, max_bytes=10**9))
+    single = SplitAvroSink(folder, "one", row_format, SplitLimits(max_rows=10, max_bytes=10**9))
     for index in range(10):
         single.write({"x": str(index)})
     assert [part.relative_path for part in single.close()] == ["one.avro"]
-    by_size = SplitAvroSink(folder, "sized", schema, SplitLimits(max_rows=None, max_bytes=600))
+    by_size = SplitAvroSink(folder, "sized", row_format, SplitLimits(max_rows=None, max_bytes=600))
     for index in range(200):
         by_size.write({"x": "value-" * 3 + str(index)})
     parts = by_size.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -25,6 +25,14 @@ class WrittenFile:
 class SplitLimits:
     max_rows: int | None
     max_bytes: int
+
+
+@dataclass(frozen=True)
+class PartFormat:
+    """The writer schema of a file part, and how a record takes that schema's shape (None: as it is)."""
+
+    schema: dict
+    encode: Callable[[dict], dict] | None = None
 
 
 @dataclass
@@ -84,16 +92,18 @@ class AvroSink:
 class SplitAvroSink:
     """One logical file cut into parts at the row or byte limit; `<stem>.avro` while it is a single part,
     `<stem>-000.avro`, `<stem>-001.avro`, ... once there are several (Pendo's `-NNN` split naming).
+    Part n is written in `formats[n % len(formats)]`.
 
     `empty_part_after`: once that many rows are written, a part with no rows is inserted (format spec
     §7.1: a loader must accept a zero-row file). `always_numbered` names even a single part `-000`.
     """
 
-    def __init__(self, folder: ExportFolder, stem: str, schema: dict, limits: SplitLimits,
+    def __init__(self, folder: ExportFolder, stem: str, formats: tuple[PartFormat, ...], limits: SplitLimits,
                  empty_part_after: int | None = None, always_numbered: bool = False) -> None:
         self._folder = folder
         self._stem = stem
-        self._schema = schema
+        self._formats = formats
+        self._format = formats[0]
         self._limits = limits
         self._empty_part_after = empty_part_after
         self._always_numbered = always_numbered
@@ -109,7 +119,8 @@ class SplitAvroSink:
         current = self._current
         if current is None or self._is_full(current):
             current = self._start_part()
-        current.write(record)
+        encode = self._format.encode
+        current.write(record if encode is None else encode(record))
         self.rows += 1
 
     def close(self) -> list[WrittenFile]:
@@ -133,7 +144,8 @@ class SplitAvroSink:
         if index == 1 and not self._always_numbered:
             self._finished[0] = _renamed(self._folder, self._finished[0], self._part_name(0))
         name = self._part_name(index) if index or self._always_numbered else f"{self._stem}.avro"
-        self._current = AvroSink(self._folder, name, self._schema)
+        self._format = self._formats[index % len(self._formats)]
+        self._current = AvroSink(self._folder, name, self._format.schema)
         return self._current
 
     def _part_name(self, index: int) -> str:

@@ -11,14 +11,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from pendo_assets.generator.avro_files import ExportFolder, SplitAvroSink, SplitLimits, WrittenFile
+from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvroSink, SplitLimits, WrittenFile
 from pendo_assets.generator.clock import day_start, epoch_millis, iso_utc, iso_utc_micros, iso_utc_nanos
 from pendo_assets.generator.definitions import DEFINITION_FILES, write_definitions
+from pendo_assets.generator.encodings import event_formats
 from pendo_assets.generator.events import day_events, day_size
 from pendo_assets.generator.ids import derived_rng, export_folder_name
 from pendo_assets.generator.matching import RuleIndex
 from pendo_assets.generator.schedule import ExportPlan, PeriodPlan
-from pendo_assets.generator.schemas import event_schema
 from pendo_assets.generator.spec import MANIFEST_WINDOW_DAYS, PeriodLayout
 from pendo_assets.generator.world import AppWorld, Matchable
 
@@ -225,11 +225,11 @@ class _PeriodNaming:
 class _MatchedSinks:
     """One matched-events file (or set of parts) per matchable, opened on its first match."""
 
-    def __init__(self, folder: ExportFolder, naming: _PeriodNaming, schema: dict, limits: SplitLimits,
-                 last_updated_ms: int) -> None:
+    def __init__(self, folder: ExportFolder, naming: _PeriodNaming, formats: tuple[PartFormat, ...],
+                 limits: SplitLimits, last_updated_ms: int) -> None:
         self._folder = folder
         self._naming = naming
-        self._schema = schema
+        self._formats = formats
         self._limits = limits
         self._last_updated_ms = last_updated_ms
         self._sinks: dict[str, SplitAvroSink] = {}
@@ -238,8 +238,10 @@ class _MatchedSinks:
         sink = self._sinks.get(matchable.matchable_id)
         if sink is None:
             stem = self._naming.stem(f"matchedEvents/{matchable.kind.value}/{matchable.matchable_id}")
-            sink = self._sinks[matchable.matchable_id] = SplitAvroSink(self._folder, stem, self._schema,
-                                                                       self._limits)
+            # Each next matchable's parts start one format later, so one-part files of a table differ too.
+            start = len(self._sinks) % len(self._formats)
+            formats = self._formats[start:] + self._formats[:start]
+            sink = self._sinks[matchable.matchable_id] = SplitAvroSink(self._folder, stem, formats, self._limits)
         sink.write({**record, "matchableId": matchable.matchable_id, "lastUpdatedAt": self._last_updated_ms})
 
     def close(self) -> dict[str, list[WrittenFile]]:
@@ -257,9 +259,10 @@ def _write_period(world: AppWorld, plan: ExportPlan, period: PeriodPlan, folder:
         multi_file_day = files.multi_file_period_day
         empty_part_after = rows // 2 if multi_file_day is not None and period.day == world.calendar.date_of(
             multi_file_day) else None
-        all_events = SplitAvroSink(folder, naming.stem("allevents"), event_schema(False, drifted), limits,
-                                   empty_part_after)
-    matched = _MatchedSinks(folder, naming, event_schema(True, drifted), limits, epoch_millis(plan.timestamp))
+        all_events = SplitAvroSink(folder, naming.stem("allevents"), event_formats(files.encodings, False, drifted),
+                                   limits, empty_part_after)
+    matched = _MatchedSinks(folder, naming, event_formats(files.encodings, True, drifted), limits,
+                            epoch_millis(plan.timestamp))
     rules = RuleIndex.at(candidates, plan.timestamp)
     for event in day_events(world, period.day, period.version):
         if all_events is not None:

@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 
-from pendo_assets.generator.avro_files import ExportFolder, SplitAvroSink, SplitLimits
+from pendo_assets.generator.avro_files import ExportFolder, PartFormat, SplitAvroSink, SplitLimits
 from pendo_assets.generator.clock import iso_utc
 from pendo_assets.generator.exports import (
     BOM_NAME, Destination, manifest_entry, manifest_window, write_json_atomically, write_manifest)
@@ -242,8 +242,8 @@ class _KindWriter:
         columns = tuple((self._population.avro_names[metadata_field], AVRO_TYPES[metadata_field.type])
                         for metadata_field in self._present_fields(plan))
         limits = SplitLimits(self._spec.rows_per_file, PENDO_MAX_FILE_BYTES)
-        rows = SplitAvroSink(folder, kind.bom_key, wide_metadata_schema(kind.record_name, columns), limits,
-                             always_numbered=True)
+        rows = SplitAvroSink(folder, kind.bom_key, (PartFormat(wide_metadata_schema(kind.record_name, columns)),),
+                             limits, always_numbered=True)
         for row in self._rows(plan):
             rows.write(row)
         written = rows.close()

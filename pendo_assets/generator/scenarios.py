@@ -7,8 +7,8 @@ looked that day, and `Scenario.sync_days` names the days worth syncing on.
 from __future__ import annotations
 
 from pendo_assets.generator.spec import (
-    AppSpec, FileShapes, Lifecycle, ManifestQuirks, MetadataExports, MidnightEdge, OneTimeExport,
-    PeriodLayout, Scenario, SubscriptionSpec, backfill)
+    AppSpec, EventEncoding, FileShapes, Lifecycle, ManifestQuirks, MetadataExports, MidnightEdge, OneTimeExport,
+    PeriodIdEncoding, PeriodLayout, Scenario, SubscriptionSpec, TimestampUnit, backfill)
 
 ACME_ID = "5123456789012345"
 GLOBEX_ID = "6192449487634432"
@@ -31,6 +31,13 @@ def _acme(*apps: AppSpec) -> tuple[SubscriptionSpec, ...]:
 
 
 RETAGGED_ON_DAY_6 = Lifecycle(rule_change_day=6, retroactive_delay_days=1)
+# Consecutive file parts differ in both periodId and timestamp encoding, so any file split in two mixes both.
+MIXED_ENCODINGS = (
+    EventEncoding(PeriodIdEncoding.DATE, TimestampUnit.MILLIS),
+    EventEncoding(PeriodIdEncoding.ISO_DATE, TimestampUnit.MICROS),
+    EventEncoding(PeriodIdEncoding.EPOCH_DAYS, TimestampUnit.MILLIS),
+    EventEncoding(PeriodIdEncoding.YYYYMMDD, TimestampUnit.MICROS),
+)
 
 SCENARIOS: dict[str, Scenario] = {
     "demo": Scenario(
@@ -185,6 +192,14 @@ SCENARIOS: dict[str, Scenario] = {
         subscriptions=_acme(_crm((40, 50))),
         export_days=3,
         midnight=MidnightEdge(events_per_side=8, window_ms=2_000),
+    ),
+    "mixed-encodings": Scenario(
+        description="a day's files mix encodings: periodId as date, ISO text, epoch days or yyyymmdd; "
+                    "timestamps in millis or micros",
+        subscriptions=_acme(_crm()),
+        export_days=3,
+        one_time_exports=(backfill(2),),
+        files=FileShapes(max_rows_per_file=4, multi_file_period_day=2, encodings=MIXED_ENCODINGS),
     ),
     "test-export": Scenario(
         description='a one-day test export (exportType ["Test"]), daily exports from day 3',

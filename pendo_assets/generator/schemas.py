@@ -6,9 +6,16 @@ from functools import cache
 
 import fastavro
 
+from pendo_assets.generator.spec import EventEncoding, PeriodIdEncoding, TimestampUnit
+
 NAMESPACE = "io.pendo.synthetic"
 TIMESTAMP_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
+TIMESTAMP_MICROS = {"type": "long", "logicalType": "timestamp-micros"}
 DATE = {"type": "int", "logicalType": "date"}
+PERIOD_ID_TYPES = {PeriodIdEncoding.DATE: DATE, PeriodIdEncoding.ISO_DATE: "string",
+                   PeriodIdEncoding.EPOCH_DAYS: "int", PeriodIdEncoding.YYYYMMDD: "long"}
+TIMESTAMP_TYPES = {TimestampUnit.MILLIS: TIMESTAMP_MILLIS, TimestampUnit.MICROS: TIMESTAMP_MICROS}
+ENCODED_TIMESTAMP_FIELDS = ("browserTimestamp", "lastUpdatedAt")
 
 EVENT_FIELDS = (
     ("periodId", DATE, False),
@@ -99,8 +106,11 @@ def _field(name: str, avro_type: object, nullable: bool) -> dict:
 
 
 @cache
-def event_schema(matched: bool, with_drift_fields: bool) -> dict:
+def event_schema(matched: bool, with_drift_fields: bool, encoding: EventEncoding = EventEncoding()) -> dict:
     fields = EVENT_FIELDS + (DRIFT_FIELDS if with_drift_fields else ()) + (MATCHED_FIELDS if matched else ())
+    encoded_types = {"periodId": PERIOD_ID_TYPES[encoding.period_id],
+                     **{name: TIMESTAMP_TYPES[encoding.timestamps] for name in ENCODED_TIMESTAMP_FIELDS}}
+    fields = tuple((name, encoded_types.get(name, avro_type), nullable) for name, avro_type, nullable in fields)
     return _record_schema("MatchedEvent" if matched else "Event", fields)
 
 

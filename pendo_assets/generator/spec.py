@@ -108,11 +108,37 @@ class PeriodLayout(Enum):
     DAY_SUFFIXES = "day-suffixes"
 
 
+class PeriodIdEncoding(Enum):
+    """How an event file writes `periodId`: each encoding a loader must accept (format spec §3.0, §7 question 11)."""
+
+    DATE = "date"  # int with logicalType date
+    ISO_DATE = "iso-date"  # string, "2024-04-14"
+    EPOCH_DAYS = "epoch-days"  # plain int, days since 1970-01-01
+    YYYYMMDD = "yyyymmdd"  # plain long, 20240414
+
+
+class TimestampUnit(Enum):
+    """The logical type of an event file's instants (`browserTimestamp`, and `lastUpdatedAt` when matched)."""
+
+    MILLIS = "timestamp-millis"
+    MICROS = "timestamp-micros"
+
+
+@dataclass(frozen=True)
+class EventEncoding:
+    """How one event file encodes its day and instants; the values mean the same day and instant in any."""
+
+    period_id: PeriodIdEncoding = PeriodIdEncoding.DATE
+    timestamps: TimestampUnit = TimestampUnit.MILLIS
+
+
 @dataclass(frozen=True)
 class FileShapes:
     """How event files are cut and encoded. A file part ends at `max_rows_per_file` rows or once
     `max_bytes_per_file` bytes are on disk (checked per Avro block of `block_bytes`). On
-    `multi_file_period_day` the allevents file gets an extra empty part in the middle."""
+    `multi_file_period_day` the allevents file gets an extra empty part in the middle. Event file parts
+    cycle through `encodings`: a day's allevents parts from the first, the matched parts of the period's
+    k-th matchable (in order of first match) from the k-th, so one table's files of a day mix them."""
 
     codec_weights: tuple[tuple[str, int], ...] = (("deflate", 7), ("snappy", 2), ("null", 1))
     max_rows_per_file: int | None = None
@@ -120,6 +146,11 @@ class FileShapes:
     block_bytes: int = DEFAULT_BLOCK_BYTES
     multi_file_period_day: int | None = None
     layout: PeriodLayout = PeriodLayout.DAY_FOLDERS
+    encodings: tuple[EventEncoding, ...] = (EventEncoding(),)
+
+    def __post_init__(self) -> None:
+        if not self.encodings:
+            raise ValueError("event files need at least one encoding")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
+from pendo_assets.generator.clock import EPOCH
 from pendo_assets.generator.events import DayVersion, day_events
 from pendo_assets.generator.matching import RuleIndex
 from pendo_assets.generator.schedule import ExportPlan
@@ -25,12 +26,19 @@ MATCHED_TABLES = {kind.value: kind.matched_table for kind in MatchableKind}
 
 @dataclass
 class Truth:
-    """Event ids per day and table (empty when generated without ids), definitions, and row counts."""
+    """Event ids per day and table (empty when generated without ids), definitions, and row counts.
+
+    With ids, also the instants rows carry, per day and in UTC, whichever encoding their files use: each
+    event's `browserTimestamp` by event id, and by matchable id the `lastUpdatedAt` of its matched rows
+    (the moment of the export they came from).
+    """
 
     allevents: dict[date, set[str]]
     matched: dict[str, dict[date, set[tuple[str, str]]]]
     definitions: dict[str, dict[str, dict]]
     event_counts: dict[tuple[str, date], int]
+    browser_timestamps: dict[date, dict[str, datetime]] = field(default_factory=dict)
+    matched_updated_at: dict[date, dict[str, datetime]] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,14 +66,18 @@ def compute_truth(world: AppWorld, published: list[ExportPlan], with_event_ids: 
     for day, state in sorted(_day_states(published).items()):
         rule_indexes = _rule_indexes(world, state)
         event_ids: set[str] = set()
+        instants = truth.browser_timestamps[day] = {}
+        updated_at = truth.matched_updated_at[day] = {}
         matched: dict[str, set[tuple[str, str]]] = {table: set() for table in MATCHED_TABLES.values()}
         for event in day_events(world, day, state.version):
             event_id = event.record["eventId"]
+            instants[event_id] = EPOCH + timedelta(milliseconds=event.record["browserTimestamp"])
             if state.base_moment is not None:
                 event_ids.add(event_id)
             for rules in rule_indexes:
                 for matchable in rules.matches(event, state.version):
                     matched[matchable.kind.matched_table].add((matchable.matchable_id, event_id))
+                    updated_at[matchable.matchable_id] = state.moment_for(matchable.matchable_id)
         if state.base_moment is not None:
             truth.allevents[day] = event_ids
             truth.event_counts[(ALLEVENTS_TABLE, day)] = len(event_ids)
