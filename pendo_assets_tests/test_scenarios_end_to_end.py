@@ -37,10 +37,11 @@ EVENTS_PER_DAY = {"demo": 60}
 SCENARIO_CASES = [pytest.param(name, marks=() if name == "small" else pytest.mark.slow) for name in LOADABLE]
 # Snowflake (fakesnow over HTTP) takes several times DuckDB's time per day, so `make test` syncs the scenarios
 # that exercise what differs there: a rule change, its retroactive export and Pendo's stale/valid queries
-# (small), new columns (ALTER before the transaction), awkward ids, visitor and account upserts.
+# (small), new columns (ALTER before the transaction), awkward ids, visitor and account upserts, and one day's files
+# encoding periodId and timestamps differently (each staged from its own encoding).
 # PENDO_SNOWFLAKE_SCENARIOS=all runs every loadable scenario (about 40 minutes; `make test-snowflake-all`).
 SNOWFLAKE_SCENARIOS = (LOADABLE if os.environ.get("PENDO_SNOWFLAKE_SCENARIOS") == "all" else
-                       ["small", "schema-drift", "identifiers", "visitors-accounts"])
+                       ["small", "schema-drift", "identifiers", "visitors-accounts", "mixed-encodings"])
 SNOWFLAKE_CASES = [pytest.param(name, marks=pytest.mark.slow) for name in SNOWFLAKE_SCENARIOS]
 
 

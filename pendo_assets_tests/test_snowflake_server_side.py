@@ -16,12 +16,12 @@ from typing import Iterator
 import fastavro
 import pytest
 
-from pendo_assets.generator import GeneratedExports
+from pendo_assets.generator import GeneratedExports, generate
 from pendo_assets.loading.loader import LoadError, folders_of, load_day, load_definitions, read_manifest
 from pendo_assets.pendo.tables import AppLocation, DefinitionTable, EventTable
 from pendo_assets.stores.local import LocalExportStore
 from pendo_assets.warehouse.snowflake_sql import check_statements
-from pendo_assets_tests.e2e import assert_warehouse_matches_truth, generate_small, settings_in
+from pendo_assets_tests.e2e import END_DAY, assert_warehouse_matches_truth, settings_in
 from pendo_assets_tests.parquet_mirror import create_mirror_stage, mirror_as_parquet, mirror_file
 from pendo_assets_tests.snowflake_recording import RecordingWarehouse, copies, copy_files, server_side_problems
 from pendo_assets_tests.snowflake_server import FakeSnowflakeServer
@@ -48,11 +48,11 @@ class ServerSideLoad:
         return results, self.warehouse.statements[start:]
 
 
-def server_side_load(server: FakeSnowflakeServer, folder: Path) -> ServerSideLoad:
-    """The `small` scenario generated under `folder`, mirrored, and a stage over the mirror, as an admin would
-    create one over the bucket. Call `server.use_in` first."""
+def server_side_load(server: FakeSnowflakeServer, folder: Path, scenario: str = "small") -> ServerSideLoad:
+    """The scenario generated under `folder`, mirrored, and a stage over the mirror, as an admin would create one
+    over the bucket. Call `server.use_in` first."""
     exports, mirror = folder / "exports", folder / "mirror"
-    generated = generate_small(exports)
+    generated = generate(scenario, exports, end_day=END_DAY)
     mirror_as_parquet(exports, mirror)
     database = server.create_database(folder.name)
     warehouse = RecordingWarehouse(server.target(database), stage=create_mirror_stage(server, database, mirror),
@@ -183,3 +183,19 @@ def test_a_file_short_of_its_eventcount_fails_the_reload_naming_it_and_the_day_k
     # The COPY from the user's stage ran, and its rows were rolled back with the day's DELETE.
     assert copies(day_transaction) and day_transaction[-1] == "ROLLBACK" and "COMMIT" not in day_transaction
     assert rows_of_the_day(load, day) == before
+
+
+@pytest.mark.slow
+def test_files_of_one_day_that_encode_their_fields_differently_are_each_converted_from_their_own(
+        snowflake_server, tmp_path, monkeypatch):
+    """mixed-encodings: one day's files mix periodId as a date, ISO text, days and yyyymmdd, and timestamps in
+    millis and micros; the COPYs convert each file from its own encoding, so the rows equal the truth."""
+    snowflake_server.use_in(monkeypatch)
+    load = server_side_load(snowflake_server, tmp_path, "mixed-encodings")
+    for day in load.days():
+        _, statements = load.load_day(day)
+        assert server_side_problems(statements, load.warehouse.stage) == [], day
+    load_definitions(load.store, load.warehouse, load.app, list(DefinitionTable), "run-definitions")
+    assert any('::NUMBER, 6)' in s for s in copies(load.warehouse.statements))  # micros files were met
+    settings = replace(settings_in(tmp_path), warehouse=load.url, snowflake_stage=None)
+    assert_warehouse_matches_truth(settings, load.generated)
