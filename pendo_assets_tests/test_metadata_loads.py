@@ -579,6 +579,22 @@ def undescribed_column(d: Damaged) -> tuple[str, ...]:
             "Export 2 was not applied")
 
 
+def fields_sharing_group_and_name(d: Damaged) -> tuple[str, ...]:
+    """Two fields of metadataschema.avro with one group and name: the long table could not tell them apart."""
+    (name,) = [e["metadataSchemaFile"] for e in json.loads(d.manifest_path.read_text(encoding="utf-8"))["exports"]
+               if e["counter"] == d.export.counter]
+    path = d.export.folder / (name if isinstance(name, str) else name[0])
+    with path.open("rb") as fo:
+        reader = fastavro.reader(fo)
+        schema, codec, records = reader.writer_schema, reader.codec, list(reader)
+    first, second = records[0], records[1]
+    second["group"], second["name"] = first["group"], first["name"]
+    with path.open("wb") as fo:
+        fastavro.writer(fo, schema, records, codec=codec)
+    return (first["avroFieldName"], second["avroFieldName"], f"share group {first['group']!r}",
+            "Export 2 was not applied")
+
+
 def reexport_elsewhere(d: Damaged) -> None:
     """Export 2 published again under the same counter in a new folder, as a rewritten manifest would have it."""
     manifest = json.loads(d.manifest_path.read_text(encoding="utf-8"))
@@ -590,7 +606,7 @@ def reexport_elsewhere(d: Damaged) -> None:
 
 
 DAMAGES = {f.__name__: f for f in (missing_file, truncated_file, field_type_changed, name_out_of_the_export,
-                                   undescribed_column)}
+                                   undescribed_column, fields_sharing_group_and_name)}
 # On Snowflake each case loads two exports (~5 s): the fast set keeps the two failing inside the transaction.
 FAST_ON_SNOWFLAKE = {"truncated_file", "undescribed_column"}
 

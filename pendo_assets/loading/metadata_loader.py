@@ -154,9 +154,10 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
                             FIELD_ATTRIBUTES, wide_names, VALUE_COLUMN)),
     ]
 
+    _refuse_fields_sharing_a_name(session, store, location, export, schema_paths)
+
     def bookkeeping(s: WarehouseSession, replaced: list[Replaced]) -> None:
         _check_described(s, location, where, record_columns)
-        _check_fields_distinct(s, location, where)
         write_ledger(s, ledger_owner(location), run_id, [LedgerRow(
             kind.records_table, None, frozenset(applied | {(export.counter, folder_name)}), replaced[0].rows)])
         write_load_log(s, ledger_owner(location), run_id, [
@@ -174,19 +175,35 @@ def _apply_export(session: WarehouseSession, store: ExportStore, location: Metad
     progress(f"{location.label}, {where}: " + ", ".join(f"{d.replacement.table} {d.rows:,} rows" for d in replaced))
 
 
-def _check_fields_distinct(session: WarehouseSession, location: MetadataLocation, where: str) -> None:
-    """No two fields of the catalog share `group` and `name`: the long table knows a field by those alone (Pendo's
-    layout has no avroFieldName), so it could not tell their rows apart."""
-    q, kind = session.quote, location.kind
-    shared = session.query(
-        f"SELECT {q('group')}, {q('name')}, min({q(FIELD_NAME_COLUMN)}), max({q(FIELD_NAME_COLUMN)}) "
-        f"FROM {q(location.schema_name)}.{q(kind.fields_table)} GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2")
+def _refuse_fields_sharing_a_name(session: WarehouseSession, store: ExportStore, location: MetadataLocation,
+                                  export: MetadataExport, schema_paths: list[str]) -> None:
+    """No two fields of the catalog, as this export leaves it, share `group` and `name`: the long table knows a field
+    by those alone (Pendo's layout has no avroFieldName), so it could not tell their values apart. Checked before
+    anything is deleted, from the export's metadataschema.avro over the catalog's other fields."""
+    q, kind, where = session.quote, location.kind, f"export {export.counter}"
+    fields: dict[str, tuple[str, str]] = {}
+    if session.table_columns(location.schema_name, kind.fields_table) is not None:
+        fields.update((str(field_name), (group, name)) for group, name, field_name in session.query(
+            f"SELECT {q('group')}, {q('name')}, {q(FIELD_NAME_COLUMN)} "
+            f"FROM {q(location.schema_name)}.{q(kind.fields_table)}"))
+    with ExportFiles(store, location) as files:
+        for path in schema_paths:
+            with files.open(where, path) as (_, batches, _source):
+                for batch in batches:
+                    rows = batch.to_pydict()
+                    fields.update((field_name, (group, name)) for group, name, field_name in
+                                  zip(rows["group"], rows["name"], rows[FIELD_NAME_COLUMN]))
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for field_name, pair in sorted(fields.items()):
+        by_pair.setdefault(pair, []).append(field_name)
+    shared = [(pair, names) for pair, names in sorted(by_pair.items()) if len(names) > 1]
     if shared:
-        group, name, first, second = shared[0]
-        raise CheckFailed(
-            f"{where}: fields {first} and {second} of metadataschema.avro share group {group!r} and name {name!r}"
-            + (f" ({len(shared) - 1} more such pair(s))" if len(shared) > 1 else "")
-            + f", so {kind.metadata_table} could not tell their values apart")
+        (group, name), names = shared[0]
+        raise LoadError(
+            f"{location.label}, {where}: fields {' and '.join(names)} of metadataschema.avro share group {group!r} "
+            f"and name {name!r}" + (f" ({len(shared) - 1} more such pair(s))" if len(shared) > 1 else "")
+            + f", so {kind.metadata_table} could not tell their values apart. Export {export.counter} was not "
+            "applied; ask Pendo to correct the field catalog")
 
 
 def _check_described(session: WarehouseSession, location: MetadataLocation, where: str,
