@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python -m benchmarks.sensor
 	$(BIN)/python -m benchmarks.buckets --rows 2000000 --repeat 3
 	$(BIN)/python -m benchmarks.snowflake --rows 2000000 --repeat 3
+	$(BIN)/python -m benchmarks.wide_day --matchables 2000
 	$(BIN)/python -m benchmarks.backfill
 
 # Re-resolve the pinned environment from pyproject.toml (needs the package registries).
