@@ -60,6 +60,7 @@ crash-test: install
 bench: install
 	$(BIN)/python -m benchmarks.load --rows 2000000 --rows 8000000 --repeat 3
 	$(BIN)/python -m benchmarks.sensor
+	$(BIN)/python -m benchmarks.idle_sync
 	$(BIN)/python -m benchmarks.buckets --rows 2000000 --repeat 3
 	$(BIN)/python -m benchmarks.snowflake --rows 2000000 --repeat 3
 	$(BIN)/python -m benchmarks.wide_day --matchables 2000

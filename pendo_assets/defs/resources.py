@@ -7,11 +7,10 @@ name); everything else comes from each SDK's standard chain, which needs no sett
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import Mapping
 from urllib.parse import urlsplit
 
 import dagster as dg
-from dagster_snowflake import SnowflakeResource
 
 from pendo_assets.settings import DEFAULT_WAREHOUSE_LOCK_WAIT_SECONDS, Settings
 from pendo_assets.stores import ExportStore
@@ -101,22 +100,11 @@ class DuckDBWarehouseResource(WarehouseResource):
         return open_warehouse(self.location, lock_wait_seconds=self.lock_wait_seconds)
 
 
-class SnowflakeWarehouseResource(WarehouseResource):
-    """A Snowflake database, through dagster-snowflake's resource, whose secret is a dg.EnvVar; `stage`, when set,
-    is the external stage over the export bucket from which Snowflake reads the files itself."""
-
-    snowflake: SnowflakeResource
-    location: str
-    stage: Optional[str] = None
-
-    def open(self) -> Warehouse:
-        from pendo_assets.warehouse.snowflake import SnowflakeWarehouse
-
-        return SnowflakeWarehouse(parse_snowflake_url(self.location), stage=self.stage, resource=self.snowflake)
-
-
 def warehouse_resource(settings: Settings) -> WarehouseResource:
     if is_snowflake(settings.warehouse):
+        # Imported only here: dagster-snowflake takes seconds to import, which a DuckDB warehouse never needs.
+        from pendo_assets.defs.snowflake_resource import SnowflakeWarehouseResource
+
         target = parse_snowflake_url(settings.warehouse)
         return SnowflakeWarehouseResource(snowflake=target.resource(), location=settings.warehouse,
                                           stage=settings.snowflake_stage)
