@@ -62,9 +62,9 @@ def run(path: str, exports: Path, mirror: Path, wide) -> dict:
         if path == DUCKDB:
             from pendo_assets.warehouse.duckdb import DuckDBWarehouse
 
-            warehouse, statements, server = DuckDBWarehouse(Path(scratch) / "wide.duckdb"), None, None
+            warehouse, server = DuckDBWarehouse(Path(scratch) / "wide.duckdb"), None
         else:
-            warehouse, statements, server = snowflake_warehouse(path, mirror, Path(scratch))
+            warehouse, server = snowflake_warehouse(path, mirror, Path(scratch))
         try:
             started = time.perf_counter()
             loaded = load_day(store, warehouse, wide.app, wide.day, list(EventTable), "bench-wide-day")
@@ -75,11 +75,12 @@ def run(path: str, exports: Path, mirror: Path, wide) -> dict:
     rows = {table.value: result.rows for table, result in loaded.items()}
     assert rows == {table.value: count for table, count in wide.rows_per_table.items()}, rows
     print(f"{LABELS[path]}: {seconds:.1f} s", flush=True)
-    return {"seconds": seconds, **(count_statements(statements) if statements is not None else {})}
+    return {"seconds": seconds, **(count_statements(warehouse.statements) if server is not None else {})}
 
 
 def snowflake_warehouse(path: str, mirror: Path, scratch: Path):
-    """A fresh fakesnow server and database, and the product's Snowflake warehouse on it, recording statements."""
+    """A fresh fakesnow server and database, and the product's Snowflake warehouse on it, recording every statement
+    the connector sends (its own included: a PUT to a GCS-like stage, as fakesnow's are, is sent twice)."""
     import os
 
     from pendo_assets.warehouse.snowflake_config import NETWORK_TIMEOUT_SECONDS, PASSWORD_VARIABLE, SECRET_VARIABLES
@@ -100,7 +101,7 @@ def snowflake_warehouse(path: str, mirror: Path, scratch: Path):
                                        stage_file_format="PARQUET")
     else:
         warehouse = RecordingWarehouse(target)
-    return warehouse, warehouse.statements, server
+    return warehouse, server
 
 
 def count_statements(statements: list[str]) -> dict:
