@@ -42,7 +42,8 @@ CRASH_POINTS_ALL = [
 ]
 CRASH_POINTS = CRASH_POINTS_ALL if os.environ.get("PENDO_CRASH_TEST") == "all" else CRASH_POINTS_QUICK
 # The catalog's own bookkeeping columns differ between two correct syncs.
-RUN_SPECIFIC_COLUMNS = {"first_seen_at", "first_seen_by_run", "loaded_at", "run_id"}
+# `version`: each recording of a catalog entry gets a fresh one.
+RUN_SPECIFIC_COLUMNS = {"first_seen_at", "first_seen_by_run", "loaded_at", "run_id", "version"}
 
 Row = frozenset  # of (column, value) pairs, NULLs left out so a column added later compares equal
 

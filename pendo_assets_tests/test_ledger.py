@@ -137,7 +137,9 @@ def manifest_entries(settings: Settings) -> list[dict]:
 
 def read_ledger(warehouse: str | Path) -> Ledger:
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        rows = conn.execute(f'SELECT table_name, period_day, built_from, run_id FROM "{SCHEMA}"."{LEDGER}"').fetchall()
+        rows = conn.execute(f'SELECT table_name, period_day, built_from, run_id FROM "{SCHEMA}"."{LEDGER}" '
+                            "QUALIFY ROW_NUMBER() OVER (PARTITION BY application_id, table_name, period_day "
+                            "ORDER BY loaded_at DESC, run_id DESC) = 1").fetchall()
     return {(table, day): (built_from, run_id) for table, day, built_from, run_id in rows}
 
 
