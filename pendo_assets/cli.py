@@ -25,7 +25,8 @@ _check_partitions_preview_shown = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser(with_generate_arguments="generate" in argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -70,9 +71,9 @@ def _is_check_partitions_preview(message: Warning | str, category: type[Warning]
     return issubclass(category, PreviewWarning)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from pendo_assets.generator import add_generate_arguments, run_generate
-
+def _parser(with_generate_arguments: bool = True) -> argparse.ArgumentParser:
+    """`with_generate_arguments`: the generate command's arguments list the scenario library, which takes a
+    sixth of an idle sync's time to import, so a command line that does not name generate leaves them out."""
     environment = {**ENVIRONMENT,
                    "DAGSTER_HOME": f"Dagster instance that records runs (default ./{DEFAULT_DAGSTER_HOME})"}
     width = max(map(len, environment)) + 2
@@ -102,9 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate", help="write synthetic Data Sync exports (for the demo, tests and evaluation)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generate_arguments(generate)
-    _debug_flag(generate)
-    generate.set_defaults(run=run_generate)
+    if with_generate_arguments:
+        from pendo_assets.generator import add_generate_arguments, run_generate
+
+        add_generate_arguments(generate)
+        _debug_flag(generate)
+        generate.set_defaults(run=run_generate)
     return parser
 
 
