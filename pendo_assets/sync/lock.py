@@ -5,9 +5,10 @@ twice (harmlessly, since each run rechecks the ledger, but for nothing). So a sy
 lock on a file in DAGSTER_HOME; a second one waits, then finds nothing left to do.
 
 A sync killed mid-run (SIGKILL, OOM, power cut) leaves its run STARTED and its slot in the warehouse
-pool claimed, which would block every later run. Holding the lock, any sync run still unfinished on
-this host belongs to a dead process: it is marked failed and its slot freed, and its days, never
-committed to the warehouse's ledger, are simply pending again. A transaction such a run left open in
+pool claimed, which would block every later run. The next sync knows from the lock file that the last one
+did not finish; holding the lock, any sync run still unfinished on this host belongs to a dead process: it
+is marked failed and its slot freed, and its days, never committed to the warehouse's ledger, are simply
+pending again. A transaction such a run left open in
 Snowflake (which keeps it, and its locks, after the process is gone) is aborted by the sync too.
 """
 
@@ -18,11 +19,13 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Callable, Iterator
 
 import dagster as dg
 
 LOCK_FILE = "pendo-datasync-sync.lock"
+FINISHED = "finished"
 SYNC_TRIGGER = "pendo-datasync sync"
 TRIGGER_TAG = "pendo/trigger"
 HOST_TAG = "pendo/sync_host"
@@ -34,8 +37,18 @@ def sync_run_tags() -> dict[str, str]:
     return {TRIGGER_TAG: SYNC_TRIGGER, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
+@dataclass(frozen=True)
+class PreviousSync:
+    """Whether the last sync of this instance finished (or none ran): if not, it was killed, and may have left runs
+    that read as running, holding their pool slots, and (Snowflake) transactions open."""
+
+    finished: bool
+
+
 @contextmanager
-def exclusive_sync(home: Path, say: Callable[[str], None] = print) -> Iterator[None]:
+def exclusive_sync(home: Path, say: Callable[[str], None] = print) -> Iterator[PreviousSync]:
+    """Hold the instance's sync lock. The lock file holds the holder's pid while it runs, and FINISHED once a sync
+    ends without an error, so the next one knows whether it has anything to recover."""
     with open(home / LOCK_FILE, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -45,13 +58,20 @@ def exclusive_sync(home: Path, say: Callable[[str], None] = print) -> Iterator[N
             say(f"another pendo-datasync sync holds {lock.name} (pid {holder}); waiting for it to finish")
             fcntl.flock(lock, fcntl.LOCK_EX)
         lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
+        previous = lock.read().strip()
+        _write(lock, str(os.getpid()))
         try:
-            yield
+            yield PreviousSync(finished=previous in ("", FINISHED))
+            _write(lock, FINISHED)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(lock: IO[str], text: str) -> None:
+    lock.seek(0)
+    lock.truncate()
+    lock.write(text)
+    lock.flush()
 
 
 def run_ended(instance: dg.DagsterInstance, run_id: str) -> bool:

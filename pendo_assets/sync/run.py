@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
 
@@ -17,15 +18,36 @@ from pendo_assets.sync.summary import SyncSummary
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+class OnDemandInstance:
+    """The Dagster instance at DAGSTER_HOME, opened the first time a sync needs it: opening one costs about a second,
+    and a sync with nothing to load and nothing to recover needs none."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._instance: dg.DagsterInstance | None = None
+
+    def __call__(self) -> dg.DagsterInstance:
+        if self._instance is None:
+            self._instance = self._stack.enter_context(dg.DagsterInstance.get())
+        return self._instance
+
+    def __enter__(self) -> "OnDemandInstance":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()
+
+
 def sync(settings: Settings) -> SyncSummary:
     home = ensure_dagster_home()
-    with exclusive_sync(home), dg.DagsterInstance.get() as instance:
-        for message in fail_orphaned_sync_runs(instance):
-            print(f"recovered: {message}")
+    with exclusive_sync(home) as previous, OnDemandInstance() as instance:
+        if not previous.finished:  # it was killed: its runs may still read as running, holding pool slots
+            for message in fail_orphaned_sync_runs(instance()):
+                print(f"recovered: {message}")
         return _sync_locked(settings, instance)
 
 
-def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummary:
+def _sync_locked(settings: Settings, instance: OnDemandInstance) -> SyncSummary:
     """Each app's work comes from the warehouse (its ledger against the catalog and manifest), never from
     Dagster's history: a rebuilt, replaced or restored warehouse gets exactly what it lacks."""
     from pendo_assets.definitions import build_app_assets_for, build_definitions, build_metadata_assets_for
@@ -41,7 +63,7 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
                                snowflake_stage=settings.snowflake_stage)
     with warehouse.session() as session:  # a warehouse that cannot be opened stops the sync before any run
         ensure_bookkeeping(session)
-        for message in session.abandoned_transactions(lambda run_id: run_ended(instance, run_id)):
+        for message in session.abandoned_transactions(lambda run_id: run_ended(instance(), run_id)):
             print(f"recovered: {message}")
     partitions, apps = build_app_assets_for(settings)
     metadata = build_metadata_assets_for(settings, [a.app for a in apps])
@@ -69,10 +91,10 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
             print(f"  warning: {warning}")
         for request in requests:
             result = job.execute_in_process(
-                instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+                instance=instance(), partition_key=request.partition_key, asset_selection=request.asset_selection,
                 tags={**request.tags, **sync_run_tags()}, run_config=QUIET_RUN_CONFIG,
                 raise_on_error=False)
-            summary.record(app_assets.prefix, instance, result)
+            summary.record(app_assets.prefix, instance(), result)
     for assets in metadata:
         try:
             pending = metadata_out_of_date(store, warehouse, assets.location)
@@ -82,9 +104,9 @@ def _sync_locked(settings: Settings, instance: dg.DagsterInstance) -> SyncSummar
         print(f"{assets.location.label}: {len(pending)} export(s) to apply"
               + (f" ({', '.join(map(str, pending))})" if pending else ""))
         if pending:
-            result = job.execute_in_process(instance=instance, asset_selection=assets.keys,
+            result = job.execute_in_process(instance=instance(), asset_selection=assets.keys,
                                             tags=sync_run_tags(), run_config=QUIET_RUN_CONFIG, raise_on_error=False)
-            summary.record(assets.prefix, instance, result)
+            summary.record(assets.prefix, instance(), result)
     try:
         with warehouse.session() as session:  # outside any load: the rows later ones superseded
             compact_bookkeeping(session)
